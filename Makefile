@@ -1,0 +1,49 @@
+# Two commands matter: `make run` and `make test`. Both set everything up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+# Development defaults; production sets these itself (see README, "Configuration").
+export DJANGO_DEBUG ?= 1
+
+.PHONY: run test install sysdeps migrate lint schema seed check clean
+
+run: install migrate ## Serve the API on http://127.0.0.1:$(PORT)/api/
+	$(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+test: install ## Run the whole test suite (SQLite unless DATABASE_URL says otherwise)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+install: $(VENV)/.installed
+
+# mysqlclient compiles against the MySQL/MariaDB client library.
+sysdeps:
+	@if ! pkg-config --exists mysqlclient 2>/dev/null && ! pkg-config --exists mariadb 2>/dev/null; then \
+	  echo "Installing system packages for mysqlclient (default-libmysqlclient-dev pkg-config)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq default-libmysqlclient-dev pkg-config build-essential; \
+	fi
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@$(MAKE) --no-print-directory sysdeps
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+migrate: install
+	$(PY) manage.py migrate --no-input
+
+lint: install ## flake8, migrations in step with models, OpenAPI schema valid
+	$(PY) -m flake8
+	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
+
+schema: install ## Write the OpenAPI schema to openapi.yaml
+	$(PY) manage.py spectacular --validate --fail-on-warn --file openapi.yaml
+
+seed: install migrate ## Demo users and a conversation (idempotent)
+	$(PY) manage.py seed_demo
+
+clean:
+	rm -rf $(VENV) db.sqlite3 .pytest_cache node_modules

@@ -1,0 +1,190 @@
+"""
+Data model: fields, constraints and indexes only. Writes live in services.py,
+reads in selectors.py. Every index names the query it serves.
+"""
+import uuid
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.validators import MaxLengthValidator, RegexValidator
+from django.db import models
+from django.utils import timezone
+
+# Longest message body accepted, in characters (documented in the README and schema).
+MESSAGE_BODY_MAX_LENGTH = 4000
+
+phone_number_validator = RegexValidator(
+    regex=r"^\+?[1-9]\d{6,14}$",
+    message="Enter a phone number in international format, e.g. +14155550123 (7 to 15 digits).",
+)
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    @staticmethod
+    def normalize_email_address(email: str) -> str:
+        # Emails are case-insensitive logins: stored and looked up lower-cased.
+        return (email or "").strip().lower()
+
+    def get_by_natural_key(self, username):
+        # Used by every login path (JWT, Basic, session, admin).
+        return self.get(**{self.model.USERNAME_FIELD: self.normalize_email_address(username)})
+
+    def create_user(self, email, password=None, **extra_fields):
+        if not email:
+            raise ValueError("An email address is required.")
+        user = self.model(email=self.normalize_email_address(email), **extra_fields)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email, password=None, **extra_fields):
+        extra_fields.update(is_staff=True, is_superuser=True, role=User.Role.ADMIN)
+        return self.create_user(email, password, **extra_fields)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    class Role(models.TextChoices):
+        GUEST = "guest", "Guest"
+        HOST = "host", "Host"
+        ADMIN = "admin", "Admin"
+
+    # Public identifier of a person; exposed as `user_id`.
+    user_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Login name, stored lower-cased so uniqueness and login are case-insensitive.
+    email = models.EmailField(unique=True)
+    first_name = models.CharField(max_length=150)
+    last_name = models.CharField(max_length=150)
+    # Optional, international format (E.164 digits with an optional leading +).
+    phone_number = models.CharField(
+        max_length=16, blank=True, default="", validators=[phone_number_validator]
+    )
+    # What the person may do; only staff change it (never the user themself).
+    role = models.CharField(max_length=5, choices=Role.choices, default=Role.GUEST)
+    # The salted hash of the password, never exposed by the API. The column keeps the
+    # name of the original design.
+    password = models.CharField("password", max_length=128, db_column="password_hash")
+    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS = ["first_name", "last_name"]
+
+    class Meta:
+        ordering = ["first_name", "last_name", "email"]
+
+    def __str__(self) -> str:
+        return self.email
+
+    def clean(self):
+        super().clean()
+        self.email = UserManager.normalize_email_address(self.email)
+
+    @property
+    def password_hash(self) -> str:
+        return self.password
+
+    def get_full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+    def get_short_name(self) -> str:
+        return self.first_name
+
+
+class Conversation(models.Model):
+    # Public identifier; exposed as `conversation_id`.
+    conversation_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Who may see the conversation; one ConversationMembership row per person.
+    participants = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="ConversationMembership", related_name="conversations"
+    )
+    # Who opened it (kept if that account is deleted, as null).
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Denormalised by message_send under the conversation's row lock, so list endpoints
+    # show counts and the newest message without per-row queries.
+    message_count = models.PositiveIntegerField(default=0)
+    last_message = models.ForeignKey(
+        "Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Time of the newest message, or of creation: the inbox is sorted by it.
+    last_activity_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-last_activity_at", "-created_at"]
+        indexes = [
+            # Inbox: the requesting user's conversations, most recently active first.
+            models.Index(fields=["-last_activity_at"], name="conv_last_activity_idx"),
+            # ?created_after / ?created_before and ordering by created_at.
+            models.Index(fields=["created_at"], name="conv_created_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.conversation_id)
+
+
+class ConversationMembership(models.Model):
+    """A person in a conversation; carries per-member state (read marker, ...) later."""
+
+    # Its FK index serves "who is in this conversation" (participants prefetch).
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="memberships"
+    )
+    # Covered by the unique (user, conversation) index below, so no index of its own.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+        db_index=False,
+    )
+    joined_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            # One membership per person; the index also serves "my conversations"
+            # (every scoped query filters memberships by user first).
+            models.UniqueConstraint(fields=["user", "conversation"], name="membership_user_conv_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.conversation_id}"
+
+
+class Message(models.Model):
+    # Public identifier; exposed as `message_id`.
+    message_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Its FK index is subsumed by the timeline index below.
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
+    # Messages outlive nothing: deactivate a user instead of deleting them. The FK
+    # index serves ?sender=.
+    sender = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="sent_messages"
+    )
+    message_body = models.TextField(validators=[MaxLengthValidator(MESSAGE_BODY_MAX_LENGTH)])
+    # Set by message_send while it holds the conversation's lock, so it never goes
+    # backwards within a conversation.
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-sent_at", "-message_id"]
+        indexes = [
+            # Timeline: one conversation's messages newest first (nested list, ?conversation=,
+            # sent_at ranges within a conversation).
+            models.Index(
+                fields=["conversation", "-sent_at", "-message_id"], name="msg_conv_timeline_idx"
+            ),
+            # Flat list across all of a user's conversations, newest first.
+            models.Index(fields=["-sent_at"], name="msg_sent_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sender_id}: {self.message_body[:40]}"

@@ -1,0 +1,128 @@
+"""
+Input and output shapes. Output serializers are read-only views of models;
+input serializers check shape and limits and hand plain values to services.
+Names are unique because drf-spectacular turns them into schema components.
+"""
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+
+from chats.models import MESSAGE_BODY_MAX_LENGTH, Conversation, Message, User, phone_number_validator
+from chats.services import MAX_INITIAL_MESSAGES, MAX_PARTICIPANTS
+
+
+# --- Output ----------------------------------------------------------------------
+class UserSummarySerializer(serializers.ModelSerializer):
+    """What other people see of a user: no email, phone number or role."""
+
+    class Meta:
+        model = User
+        fields = ["user_id", "first_name", "last_name"]
+        read_only_fields = fields
+
+
+class UserProfileSerializer(serializers.ModelSerializer):
+    """The requesting user's own account."""
+
+    class Meta:
+        model = User
+        fields = ["user_id", "email", "first_name", "last_name", "phone_number", "role", "created_at"]
+        read_only_fields = fields
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    conversation = serializers.UUIDField(source="conversation_id", read_only=True)
+    sender = UserSummarySerializer(read_only=True)
+
+    class Meta:
+        model = Message
+        fields = ["message_id", "conversation", "sender", "message_body", "sent_at"]
+        read_only_fields = fields
+
+
+class ConversationSerializer(serializers.ModelSerializer):
+    participants = UserSummarySerializer(many=True, read_only=True)
+    created_by = UserSummarySerializer(read_only=True, allow_null=True)
+    last_message = MessageSerializer(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Conversation
+        fields = [
+            "conversation_id",
+            "participants",
+            "created_by",
+            "created_at",
+            "last_activity_at",
+            "message_count",
+            "last_message",
+        ]
+        read_only_fields = fields
+
+
+# --- Input -----------------------------------------------------------------------
+def message_body_field() -> serializers.CharField:
+    # Leading/trailing whitespace is trimmed; what remains must not be empty.
+    return serializers.CharField(
+        max_length=MESSAGE_BODY_MAX_LENGTH,
+        help_text=f"Text of the message: 1 to {MESSAGE_BODY_MAX_LENGTH} characters after trimming.",
+    )
+
+
+class UserRegisterSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+    password = serializers.CharField(
+        write_only=True, max_length=128, style={"input_type": "password"}, trim_whitespace=False
+    )
+    first_name = serializers.CharField(max_length=150)
+    last_name = serializers.CharField(max_length=150)
+    phone_number = serializers.CharField(
+        max_length=16, required=False, allow_blank=True, validators=[phone_number_validator]
+    )
+
+    def validate_email(self, value: str) -> str:
+        value = value.strip().lower()
+        if User.objects.filter(email=value).exists():
+            raise serializers.ValidationError("A user with this email already exists.")
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        candidate = User(**{k: v for k, v in attrs.items() if k != "password"})
+        try:
+            validate_password(attrs["password"], user=candidate)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"password": list(exc.messages)})
+        return attrs
+
+
+class NestedMessageCreateSerializer(serializers.Serializer):
+    """A message inside a conversation: only its text; the sender is you."""
+
+    message_body = message_body_field()
+
+
+class MessageCreateSerializer(NestedMessageCreateSerializer):
+    """A message to any conversation you take part in."""
+
+    conversation = serializers.UUIDField(help_text="conversation_id of a conversation you take part in.")
+
+
+class ConversationCreateSerializer(serializers.Serializer):
+    participants = serializers.ListField(
+        child=serializers.UUIDField(),
+        min_length=1,
+        max_length=MAX_PARTICIPANTS,
+        help_text=(
+            "user_id of each other participant (you are added yourself; duplicates collapse; "
+            f"at most {MAX_PARTICIPANTS})."
+        ),
+    )
+    messages = NestedMessageCreateSerializer(
+        many=True,
+        required=False,
+        max_length=MAX_INITIAL_MESSAGES,
+        help_text=f"Optional first messages, sent by you in this order (at most {MAX_INITIAL_MESSAGES}).",
+    )
+
+
+class UserSearchQuerySerializer(serializers.Serializer):
+    search = serializers.CharField(required=False, allow_blank=True, max_length=100)

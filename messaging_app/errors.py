@@ -1,0 +1,48 @@
+"""
+The one error shape of the API, for DRF views and for plain Django responses:
+
+    {"type": "validation_error" | "client_error" | "server_error",
+     "errors": [{"code": "...", "detail": "...", "attr": "field.path" | null}]}
+
+DRF errors are formatted by drf-standardized-errors; this module adds the
+conversions it does not know about and JSON versions of Django's 404/500 pages.
+"""
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import JsonResponse
+from drf_standardized_errors.handler import ExceptionHandler
+from rest_framework import exceptions
+from rest_framework.serializers import as_serializer_error
+
+
+class ApiExceptionHandler(ExceptionHandler):
+    def convert_known_exceptions(self, exc: Exception) -> Exception:
+        # Services validate models with full_clean(); their errors are client errors.
+        if isinstance(exc, DjangoValidationError):
+            return exceptions.ValidationError(as_serializer_error(exc))
+        return super().convert_known_exceptions(exc)
+
+
+def error_body(error_type: str, code: str, detail: str) -> dict:
+    return {"type": error_type, "errors": [{"code": code, "detail": detail, "attr": None}]}
+
+
+def not_found(request, exception=None):
+    """handler404: unknown URLs answer in the API's error shape, not an HTML page."""
+    return JsonResponse(error_body("client_error", "not_found", "Not found."), status=404)
+
+
+def server_error(request):
+    """handler500: never leak a traceback or an HTML page to an API client."""
+    return JsonResponse(
+        error_body("server_error", "error", "A server error occurred."), status=500
+    )
+
+
+def bad_request(request, exception=None):
+    return JsonResponse(error_body("client_error", "bad_request", "Bad request."), status=400)
+
+
+def permission_denied(request, exception=None):
+    return JsonResponse(
+        error_body("client_error", "permission_denied", "Permission denied."), status=403
+    )

@@ -1,0 +1,9 @@
+"""Settings for the test suite: the real settings with a fixed, test-only secret."""
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-not-used-anywhere-else-0123456789")
+
+from messaging_app.settings import *  # noqa: E402,F401,F403
+
+# Hashing cost is irrelevant to what the tests check and dominates their run time.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
