@@ -6,9 +6,9 @@ A non-participant is told "not found", never that the conversation exists.
 from rest_framework.generics import get_object_or_404
 
 from chats.models import Conversation, User
-from chats.selectors import conversation_list_for_user
+from chats.selectors import conversations_of
 
 
 def conversation_for_participant_or_404(*, user: User, conversation_id) -> Conversation:
     # DRF's get_object_or_404 also turns a malformed UUID into a 404.
-    return get_object_or_404(conversation_list_for_user(user=user), pk=conversation_id)
+    return get_object_or_404(conversations_of(user=user), pk=conversation_id)

@@ -12,11 +12,16 @@ def _conversation_ids_of(user: User) -> QuerySet:
     return ConversationMembership.objects.filter(user=user).values("conversation_id")
 
 
+def conversations_of(*, user: User) -> QuerySet[Conversation]:
+    """The conversations the user takes part in, bare (for access checks)."""
+    return Conversation.objects.filter(pk__in=_conversation_ids_of(user))
+
+
 def conversation_list_for_user(*, user: User) -> QuerySet[Conversation]:
-    """The user's conversations with participants and the newest message loaded."""
+    """The user's conversations with everything the API shows loaded up front."""
     return (
-        Conversation.objects.filter(pk__in=_conversation_ids_of(user))
-        .select_related("last_message__sender")
+        conversations_of(user=user)
+        .select_related("created_by", "last_message__sender")
         .prefetch_related("participants")
     )
 

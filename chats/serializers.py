@@ -116,8 +116,8 @@ class ConversationCreateSerializer(serializers.Serializer):
             f"at most {MAX_PARTICIPANTS})."
         ),
     )
-    messages = NestedMessageCreateSerializer(
-        many=True,
+    messages = serializers.ListField(
+        child=NestedMessageCreateSerializer(),
         required=False,
         max_length=MAX_INITIAL_MESSAGES,
         help_text=f"Optional first messages, sent by you in this order (at most {MAX_INITIAL_MESSAGES}).",

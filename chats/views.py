@@ -170,9 +170,7 @@ class MessageViewSet(_MessageViewSetBase):
         serializer = MessageCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        conversation = selectors.conversation_list_for_user(user=request.user).filter(
-            pk=data["conversation"]
-        ).first()
+        conversation = selectors.conversations_of(user=request.user).filter(pk=data["conversation"]).first()
         if conversation is None:
             # Same answer whether it does not exist or is someone else's.
             raise serializers.ValidationError({"conversation": ["No conversation of yours has this id."]})

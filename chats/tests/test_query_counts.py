@@ -1,0 +1,59 @@
+"""
+List endpoints run a fixed number of SQL queries whatever the page length.
+Each test measures a page of 1 and a full page of 20 and pins both numbers.
+"""
+import pytest
+
+from chats.tests.factories import UserFactory, make_conversation, send
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def busy_alice(alice):
+    """Alice with 20 group conversations of 3 people, 2 messages each."""
+    for _ in range(20):
+        others = UserFactory.create_batch(2)
+        make_conversation(alice, *others, messages=("a", "b"))
+    return alice
+
+
+def assert_fixed_queries(django_assert_num_queries, client, url, expected):
+    for page_size in (1, 20):
+        # count + page + prefetches; authentication is forced, so no user lookup.
+        with django_assert_num_queries(expected):
+            response = client.get(url, {"page_size": page_size})
+        assert response.status_code == 200
+        assert len(response.json()["results"]) == page_size
+
+
+def test_conversation_list(busy_alice, client_for, django_assert_num_queries):
+    # count, page (with last message and its sender joined), participants prefetch
+    assert_fixed_queries(django_assert_num_queries, client_for(busy_alice), "/api/conversations/", 3)
+
+
+def test_conversation_search(busy_alice, client_for, django_assert_num_queries):
+    client = client_for(busy_alice)
+    for page_size in (1, 20):
+        with django_assert_num_queries(3):
+            response = client.get("/api/conversations/", {"search": "example.com", "page_size": page_size})
+        assert len(response.json()["results"]) == page_size
+
+
+def test_flat_message_list(busy_alice, client_for, django_assert_num_queries):
+    # count, page (sender joined)
+    assert_fixed_queries(django_assert_num_queries, client_for(busy_alice), "/api/messages/", 2)
+
+
+def test_nested_message_list(alice, bob, client_for, django_assert_num_queries):
+    conversation = make_conversation(alice, bob)
+    for i in range(20):
+        send(conversation, alice if i % 2 else bob, f"m{i}")
+    url = f"/api/conversations/{conversation.pk}/messages/"
+    # conversation access check, count, page (sender joined)
+    assert_fixed_queries(django_assert_num_queries, client_for(alice), url, 3)
+
+
+def test_user_list(busy_alice, client_for, django_assert_num_queries):
+    # count, page
+    assert_fixed_queries(django_assert_num_queries, client_for(busy_alice), "/api/users/", 2)
