@@ -60,9 +60,20 @@ class ConversationSerializer(serializers.ModelSerializer):
 
 
 # --- Input -----------------------------------------------------------------------
+class StrictCharField(serializers.CharField):
+    """A CharField that takes only strings: 42 is a wrong type, not the text "42"."""
+
+    default_error_messages = {"invalid": "Not a valid string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def message_body_field() -> serializers.CharField:
     # Leading/trailing whitespace is trimmed; what remains must not be empty.
-    return serializers.CharField(
+    return StrictCharField(
         max_length=MESSAGE_BODY_MAX_LENGTH,
         help_text=f"Text of the message: 1 to {MESSAGE_BODY_MAX_LENGTH} characters after trimming.",
     )
@@ -70,12 +81,12 @@ def message_body_field() -> serializers.CharField:
 
 class UserRegisterSerializer(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
-    password = serializers.CharField(
+    password = StrictCharField(
         write_only=True, max_length=128, style={"input_type": "password"}, trim_whitespace=False
     )
-    first_name = serializers.CharField(max_length=150)
-    last_name = serializers.CharField(max_length=150)
-    phone_number = serializers.CharField(
+    first_name = StrictCharField(max_length=150)
+    last_name = StrictCharField(max_length=150)
+    phone_number = StrictCharField(
         max_length=16, required=False, allow_blank=True, validators=[phone_number_validator]
     )
 
@@ -126,3 +137,12 @@ class ConversationCreateSerializer(serializers.Serializer):
 
 class UserSearchQuerySerializer(serializers.Serializer):
     search = serializers.CharField(required=False, allow_blank=True, max_length=100)
+
+
+class TokenPairResponseSerializer(serializers.Serializer):
+    access = serializers.CharField(read_only=True, help_text="Access JWT: send as `Authorization: Bearer <access>`.")
+    refresh = serializers.CharField(read_only=True, help_text="Refresh JWT: trade for a new access token.")
+
+
+class TokenAccessResponseSerializer(serializers.Serializer):
+    access = serializers.CharField(read_only=True, help_text="A new access JWT.")

@@ -3,10 +3,12 @@ Thin views: querysets come from selectors, writes go to services, and
 authorization is checked where a path or payload names a conversation.
 """
 from drf_spectacular.types import OpenApiTypes
+from drf_standardized_errors.openapi_serializers import ErrorResponse401Serializer
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework_simplejwt import views as jwt_views
 
 from chats import selectors, services
 from chats.filters import ConversationFilter, MessageFilter
@@ -18,6 +20,8 @@ from chats.serializers import (
     MessageCreateSerializer,
     MessageSerializer,
     NestedMessageCreateSerializer,
+    TokenAccessResponseSerializer,
+    TokenPairResponseSerializer,
     UserProfileSerializer,
     UserRegisterSerializer,
     UserSearchQuerySerializer,
@@ -202,3 +206,23 @@ class ConversationMessageViewSet(_MessageViewSetBase):
         serializer = NestedMessageCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return self.send(conversation, serializer.validated_data["message_body"])
+
+
+@extend_schema_view(
+    post=extend_schema(
+        summary="Log in: email and password for a JWT pair",
+        responses={200: TokenPairResponseSerializer, 401: ErrorResponse401Serializer},
+    )
+)
+class TokenObtainView(jwt_views.TokenObtainPairView):
+    pass
+
+
+@extend_schema_view(
+    post=extend_schema(
+        summary="Trade a refresh token for a new access token",
+        responses={200: TokenAccessResponseSerializer, 401: ErrorResponse401Serializer},
+    )
+)
+class TokenRefreshView(jwt_views.TokenRefreshView):
+    pass

@@ -87,7 +87,8 @@ ASGI_APPLICATION = "messaging_app.asgi.application"
 # DATABASE_URL: sqlite:///path, mysql://user:pass@host:3306/name (MySQL/MariaDB),
 # postgres://user:pass@host:5432/name. Default: embedded SQLite next to manage.py.
 DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+    # An empty DATABASE_URL counts as unset.
+    "default": env.db_url_config(env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
     # utf8mb4 so message bodies may carry any Unicode character (emoji included).
