@@ -118,7 +118,8 @@ class ConversationViewSet(
     lookup_field = "conversation_id"
     lookup_value_regex = "[^/]+"
     filterset_class = ConversationFilter
-    search_fields = ["participants__first_name", "participants__last_name", "participants__email"]
+    # Emails match only exactly: co-participants must not learn an address letter by letter.
+    search_fields = ["participants__first_name", "participants__last_name", "=participants__email"]
     ordering_fields = ["created_at", "last_activity_at"]
 
     def scoped_queryset(self):

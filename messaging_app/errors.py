@@ -12,6 +12,7 @@ from django.http import JsonResponse
 from drf_standardized_errors.handler import ExceptionHandler
 from rest_framework import exceptions
 from rest_framework.serializers import as_serializer_error
+from rest_framework_simplejwt.exceptions import InvalidToken
 
 
 class ApiExceptionHandler(ExceptionHandler):
@@ -19,6 +20,13 @@ class ApiExceptionHandler(ExceptionHandler):
         # Services validate models with full_clean(); their errors are client errors.
         if isinstance(exc, DjangoValidationError):
             return exceptions.ValidationError(as_serializer_error(exc))
+        # SimpleJWT details are nested dicts that would flatten into several errors.
+        if isinstance(exc, InvalidToken):
+            clean = exceptions.AuthenticationFailed(
+                "The token is invalid or expired.", code=InvalidToken.default_code
+            )
+            clean.auth_header = getattr(exc, "auth_header", None)
+            return clean
         return super().convert_known_exceptions(exc)
 
 

@@ -197,3 +197,11 @@ class TestListing:
         page2 = client.get(URL, {"page": 2}).json()
         assert len(page2["results"]) == 5 and page2["next"] is None
         assert len(client.get(URL, {"page_size": 7}).json()["results"]) == 7
+
+
+def test_conversation_search_does_not_match_partial_emails(alice, bob, client_for):
+    """Co-participants see no emails, so search must not reveal one letter by letter."""
+    make_conversation(alice, bob)
+    prefix = bob.email.split("@")[0][:4]
+    assert client_for(alice).get(URL, {"search": f"{prefix}"}).json()["count"] == 0
+    assert client_for(alice).get(URL, {"search": bob.email}).json()["count"] == 1

@@ -419,3 +419,13 @@ def test_search_longer_than_100_characters_is_400(alice, client_for):
 def test_search_with_a_nul_character_is_400(alice, client_for):
     """A NUL character in `search` is rejected, not sent to the database."""
     assert_error(client_for(alice).get(USERS_URL, {"search": "bo\x00b"}), 400, attr="search")
+
+
+@pytest.mark.django_db
+def test_invalid_jwt_is_one_clean_401_error(api):
+    """A broken token gets a single token_not_valid error, not SimpleJWT's nested detail."""
+    api.credentials(HTTP_AUTHORIZATION="Bearer not.a.token")
+    body = assert_error(api.get("/api/users/me/"), 401, code="token_not_valid")
+    assert len(body["errors"]) == 1 and body["errors"][0]["attr"] is None
+    body = assert_error(api.post("/api/token/refresh/", {"refresh": "garbage"}, format="json"), 401)
+    assert body["errors"] == [{"code": "token_not_valid", "detail": "The token is invalid or expired.", "attr": None}]
