@@ -27,6 +27,9 @@ class ConversationFilter(django_filters.FilterSet):
 class MessageFilter(django_filters.FilterSet):
     conversation = django_filters.UUIDFilter(field_name="conversation_id", label="conversation_id.")
     sender = django_filters.UUIDFilter(field_name="sender_id", label="user_id of the sender.")
+    parent_message = django_filters.UUIDFilter(
+        field_name="parent_message_id", label="Only replies to this message_id."
+    )
     sent_after = django_filters.IsoDateTimeFilter(
         field_name="sent_at", lookup_expr="gte", label="Sent at or after (ISO 8601)."
     )
@@ -36,7 +39,7 @@ class MessageFilter(django_filters.FilterSet):
 
     class Meta:
         model = Message
-        fields = ["conversation", "sender", "sent_after", "sent_before"]
+        fields = ["conversation", "sender", "parent_message", "sent_after", "sent_before"]
 
 
 class BoundedSearchFilter(filters.SearchFilter):

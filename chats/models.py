@@ -116,6 +116,10 @@ class Conversation(models.Model):
     )
     # Time of the newest message, or of creation: the inbox is sorted by it.
     last_activity_at = models.DateTimeField(default=timezone.now)
+    # "<smaller user_id>:<larger user_id>" while this is a conversation created between
+    # exactly two people and never changed; the unique index makes concurrent creates of
+    # the same pair meet on one row. Cleared (null) by any membership change.
+    direct_key = models.CharField(max_length=73, null=True, blank=True, unique=True, editable=False)
 
     class Meta:
         ordering = ["-last_activity_at", "-created_at"]
@@ -145,6 +149,9 @@ class ConversationMembership(models.Model):
         db_index=False,
     )
     joined_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Read marker: sent_at of the newest message this member has read (null: none yet).
+    # Only moves forward; unread = messages from others sent after it.
+    last_read_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -169,16 +176,37 @@ class Message(models.Model):
     sender = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="sent_messages"
     )
-    message_body = models.TextField(validators=[MaxLengthValidator(MESSAGE_BODY_MAX_LENGTH)])
-    # Set by message_send while it holds the conversation's lock, so it never goes
-    # backwards within a conversation.
+    # Empty only for a deleted message (tombstone); see the check constraint.
+    message_body = models.TextField(blank=True, validators=[MaxLengthValidator(MESSAGE_BODY_MAX_LENGTH)])
+    # Set by message_send while it holds the conversation's lock, strictly increasing
+    # within a conversation: timelines, cursors and read markers rely on it.
     sent_at = models.DateTimeField(default=timezone.now)
+    # When the body was last changed by its sender (null: never edited).
+    edited_at = models.DateTimeField(null=True, blank=True)
+    # A deleted message stays in the timeline as a tombstone with an empty body.
+    is_deleted = models.BooleanField(default=False)
+    # The message this one replies to, always in the same conversation. Its FK index
+    # serves ?parent_message=.
+    parent_message = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="replies"
+    )
+    # Idempotency key chosen by the sending client; see the unique constraint.
+    client_id = models.CharField(max_length=64, null=True, blank=True)
 
     class Meta:
         ordering = ["-sent_at", "-message_id"]
+        constraints = [
+            # Safe retries: one message per (sender, client_id), even for concurrent
+            # retries. NULL client_ids never collide.
+            models.UniqueConstraint(fields=["sender", "client_id"], name="msg_sender_client_id_uniq"),
+            models.CheckConstraint(
+                condition=models.Q(is_deleted=True) | ~models.Q(message_body=""),
+                name="msg_body_present_unless_deleted",
+            ),
+        ]
         indexes = [
-            # Timeline: one conversation's messages newest first (nested list, ?conversation=,
-            # sent_at ranges within a conversation).
+            # Timeline: one conversation's messages newest first, ?before/?after cursors,
+            # sent_at ranges and unread counts (messages after a read marker).
             models.Index(
                 fields=["conversation", "-sent_at", "-message_id"], name="msg_conv_timeline_idx"
             ),
@@ -188,3 +216,19 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sender_id}: {self.message_body[:40]}"
+
+
+class MessageEdit(models.Model):
+    """An earlier version of a message's text, kept when its sender edits it."""
+
+    # Its FK index serves the history endpoint (one message's versions).
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="edits")
+    message_body = models.TextField()
+    # When this text was replaced by a newer one.
+    replaced_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["replaced_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} before {self.replaced_at:%Y-%m-%d %H:%M}"

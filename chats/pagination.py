@@ -1,4 +1,24 @@
+"""
+Pagination. Every list: page numbers (`?page=N&page_size=M`, 20 by default,
+capped at 100). Message timelines also take keyset cursors, which cost the same
+at any depth of history (no OFFSET, no COUNT):
+
+- `?before=<message_id>`: the messages just older than it, newest first
+  (scrolling back);
+- `?after=<message_id>`: the messages just newer than it, oldest first
+  (catching up after a disconnect).
+
+In cursor mode `count` is null and `next`/`previous` carry cursors.
+"""
+from functools import cached_property, partial
+from uuid import UUID
+
+from django.core.paginator import Paginator
+from django.db.models import Q
+from rest_framework import serializers
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 
 class StandardPagination(PageNumberPagination):
@@ -7,3 +27,94 @@ class StandardPagination(PageNumberPagination):
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = 100
+
+
+class KnownCountPaginator(Paginator):
+    """A paginator told its count (kept denormalised elsewhere) instead of running COUNT(*)."""
+
+    def __init__(self, *args, known_count: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.known_count = known_count
+
+    @cached_property
+    def count(self) -> int:
+        return self.known_count
+
+
+class TimelinePagination(StandardPagination):
+    cursor_params = ("before", "after")
+
+    def paginate_queryset(self, queryset, request, view=None):
+        given = [p for p in self.cursor_params if request.query_params.get(p)]
+        self.cursor_mode = bool(given)
+        if not given:
+            known = view.known_count() if view is not None and hasattr(view, "known_count") else None
+            if known is not None:
+                self.django_paginator_class = partial(KnownCountPaginator, known_count=known)
+            return super().paginate_queryset(queryset, request, view)
+        if len(given) > 1:
+            raise serializers.ValidationError({"before": ["Use either before or after, not both."]})
+        self.request = request
+        self.direction = given[0]
+        anchor = self._anchor(view.get_queryset() if view is not None else queryset, request)
+        size = self.get_page_size(request)
+        if self.direction == "before":
+            older = Q(sent_at__lt=anchor["sent_at"]) | Q(sent_at=anchor["sent_at"], message_id__lt=anchor["pk"])
+            rows = list(queryset.filter(older).order_by("-sent_at", "-message_id")[: size + 1])
+        else:
+            newer = Q(sent_at__gt=anchor["sent_at"]) | Q(sent_at=anchor["sent_at"], message_id__gt=anchor["pk"])
+            rows = list(queryset.filter(newer).order_by("sent_at", "message_id")[: size + 1])
+        self.has_more = len(rows) > size
+        self.rows = rows[:size]
+        return self.rows
+
+    def _anchor(self, queryset, request) -> dict:
+        raw = request.query_params[self.direction]
+        try:
+            anchor_id = UUID(raw)
+        except ValueError:
+            anchor_id = None
+        anchor = queryset.filter(pk=anchor_id).values("pk", "sent_at").first() if anchor_id else None
+        if anchor is None:
+            raise serializers.ValidationError({self.direction: ["No message of this timeline has this id."]})
+        return anchor
+
+    def _cursor_link(self, param: str, message) -> str:
+        url = self.request.build_absolute_uri()
+        for name in (*self.cursor_params, self.page_query_param):
+            url = remove_query_param(url, name)
+        return replace_query_param(url, param, str(message.pk))
+
+    def get_paginated_response(self, data):
+        if not self.cursor_mode:
+            return super().get_paginated_response(data)
+        further = self.direction  # keep going the same way ...
+        back = "after" if further == "before" else "before"  # ... or turn around
+        next_link = self._cursor_link(further, self.rows[-1]) if self.has_more else None
+        previous_link = self._cursor_link(back, self.rows[0]) if self.rows else None
+        return Response({"count": None, "next": next_link, "previous": previous_link, "results": data})
+
+    def get_paginated_response_schema(self, schema):
+        response = super().get_paginated_response_schema(schema)
+        response["properties"]["count"].update(
+            nullable=True, description="Total number of results; null in cursor mode (before/after)."
+        )
+        return response
+
+    def get_schema_operation_parameters(self, view):
+        return super().get_schema_operation_parameters(view) + [
+            {
+                "name": "before",
+                "required": False,
+                "in": "query",
+                "description": "Cursor: the messages just older than this message_id, newest first.",
+                "schema": {"type": "string", "format": "uuid"},
+            },
+            {
+                "name": "after",
+                "required": False,
+                "in": "query",
+                "description": "Cursor: the messages just newer than this message_id, oldest first.",
+                "schema": {"type": "string", "format": "uuid"},
+            },
+        ]

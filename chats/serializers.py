@@ -7,7 +7,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from chats.models import MESSAGE_BODY_MAX_LENGTH, Conversation, Message, User, phone_number_validator
+from chats.models import MESSAGE_BODY_MAX_LENGTH, Conversation, Message, MessageEdit, User, phone_number_validator
 from chats.services import MAX_INITIAL_MESSAGES, MAX_PARTICIPANTS
 
 
@@ -30,13 +30,51 @@ class UserProfileSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class UserMeSerializer(UserProfileSerializer):
+    """Your account, with the unread messages across all your conversations."""
+
+    unread_count = serializers.IntegerField(read_only=True)
+
+    class Meta(UserProfileSerializer.Meta):
+        fields = UserProfileSerializer.Meta.fields + ["unread_count"]
+        read_only_fields = fields
+
+
 class MessageSerializer(serializers.ModelSerializer):
     conversation = serializers.UUIDField(source="conversation_id", read_only=True)
     sender = UserSummarySerializer(read_only=True)
+    parent_message = serializers.UUIDField(
+        source="parent_message_id", read_only=True, allow_null=True, help_text="The message this one replies to."
+    )
 
     class Meta:
         model = Message
-        fields = ["message_id", "conversation", "sender", "message_body", "sent_at"]
+        fields = [
+            "message_id",
+            "conversation",
+            "sender",
+            "message_body",
+            "sent_at",
+            "edited_at",
+            "is_deleted",
+            "parent_message",
+            "client_id",
+        ]
+        read_only_fields = fields
+        extra_kwargs = {
+            "message_body": {"help_text": "The text; empty for a deleted message."},
+            "edited_at": {"help_text": "When the sender last edited it; null if never."},
+            "is_deleted": {"help_text": "True for a deleted message (a tombstone: empty body, no history)."},
+            "client_id": {"help_text": "The sender's idempotency key, if the send carried one."},
+        }
+
+
+class MessageVersionSerializer(serializers.ModelSerializer):
+    """An earlier text of a message."""
+
+    class Meta:
+        model = MessageEdit
+        fields = ["message_body", "replaced_at"]
         read_only_fields = fields
 
 
@@ -44,6 +82,9 @@ class ConversationSerializer(serializers.ModelSerializer):
     participants = UserSummarySerializer(many=True, read_only=True)
     created_by = UserSummarySerializer(read_only=True, allow_null=True)
     last_message = MessageSerializer(read_only=True, allow_null=True)
+    unread_count = serializers.IntegerField(
+        read_only=True, help_text="Messages from others after your read marker (deleted ones excluded)."
+    )
 
     class Meta:
         model = Conversation
@@ -55,6 +96,7 @@ class ConversationSerializer(serializers.ModelSerializer):
             "last_activity_at",
             "message_count",
             "last_message",
+            "unread_count",
         ]
         read_only_fields = fields
 
@@ -111,7 +153,28 @@ class NestedMessageCreateSerializer(serializers.Serializer):
     message_body = message_body_field()
 
 
-class MessageCreateSerializer(NestedMessageCreateSerializer):
+class MessageSendSerializer(NestedMessageCreateSerializer):
+    """A send to a known conversation: text, optional reply target and idempotency key."""
+
+    parent_message = serializers.UUIDField(
+        required=False, allow_null=True, help_text="message_id of a message in the same conversation to reply to."
+    )
+    client_id = StrictCharField(
+        required=False,
+        allow_blank=False,
+        max_length=64,
+        help_text=(
+            "Idempotency key you choose (up to 64 characters). Retrying a send with the same client_id "
+            "returns the original message with 200 instead of creating a duplicate."
+        ),
+    )
+
+
+class MessageUpdateSerializer(serializers.Serializer):
+    message_body = message_body_field()
+
+
+class MessageCreateSerializer(MessageSendSerializer):
     """A message to any conversation you take part in."""
 
     conversation = serializers.UUIDField(help_text="conversation_id of a conversation you take part in.")
@@ -133,6 +196,24 @@ class ConversationCreateSerializer(serializers.Serializer):
         max_length=MAX_INITIAL_MESSAGES,
         help_text=f"Optional first messages, sent by you in this order (at most {MAX_INITIAL_MESSAGES}).",
     )
+
+
+class ParticipantAddSerializer(serializers.Serializer):
+    user_id = serializers.UUIDField(help_text="The person to add.")
+
+
+class MarkReadSerializer(serializers.Serializer):
+    message_id = serializers.UUIDField(
+        required=False, allow_null=True, help_text="Read up to this message (default: the newest)."
+    )
+
+
+class ReadStateSerializer(serializers.Serializer):
+    conversation_id = serializers.UUIDField(read_only=True)
+    last_read_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="sent_at of the newest message you have read."
+    )
+    unread_count = serializers.IntegerField(read_only=True)
 
 
 class UserSearchQuerySerializer(serializers.Serializer):

@@ -2,24 +2,32 @@
 Every write of the app. Each service is one transaction; callers pass
 already-parsed input (serializers do the shape checks) and get model instances.
 
-Concurrency: a send locks its conversation row (select_for_update) before
-stamping `sent_at`, so within one conversation messages are stored, counted and
-timestamped in one order, and the denormalised count/last message stay exact.
+Concurrency rules:
+- A send locks its conversation row (select_for_update) before stamping
+  `sent_at`, so within one conversation `sent_at` strictly increases in commit
+  order, and the denormalised count and last message stay exact.
+- Membership changes lock the conversation row too (same lock, same order).
+- Uniqueness that concurrent requests could race on is enforced by the
+  database (one email, one direct conversation per pair, one message per
+  sender and client_id); the loser of a race reads the winner's row.
+- Read markers move forward with one conditional UPDATE, never backwards.
 """
 from collections.abc import Sequence
 from datetime import timedelta
 from uuid import UUID
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
+from django.http import Http404
 from django.utils import timezone
 
-from chats.models import Conversation, ConversationMembership, Message, User, UserManager
+from chats.models import Conversation, ConversationMembership, Message, MessageEdit, User, UserManager
 
 # Limits a single request may ask for (documented in the README and schema).
 MAX_PARTICIPANTS = 100
 MAX_INITIAL_MESSAGES = 50
+ONE_TICK = timedelta(microseconds=1)
 
 
 @transaction.atomic
@@ -43,21 +51,31 @@ def user_register(
     return user
 
 
-def _active_users(user_ids: Sequence[UUID]) -> list[User]:
+def _active_users(user_ids: Sequence[UUID], field: str = "participants") -> list[User]:
     users = list(User.objects.filter(pk__in=user_ids, is_active=True))
     missing = set(user_ids) - {u.pk for u in users}
     if missing:
-        raise ValidationError(
-            {"participants": [f"Unknown user id: {uid}." for uid in sorted(map(str, missing))]}
-        )
+        raise ValidationError({field: [f"Unknown user id: {uid}." for uid in sorted(map(str, missing))]})
     return users
+
+
+def _direct_key(user_ids: Sequence[UUID]) -> str | None:
+    return ":".join(sorted(uid.hex for uid in user_ids)) if len(user_ids) == 2 else None
+
+
+def _lock(conversation: Conversation) -> Conversation:
+    return Conversation.objects.select_for_update().get(pk=conversation.pk)
 
 
 @transaction.atomic
 def conversation_create(
     *, creator: User, participant_ids: Sequence[UUID], message_bodies: Sequence[str] = ()
-) -> Conversation:
-    """Open a conversation; the creator always takes part, duplicates collapse."""
+) -> tuple[Conversation, bool]:
+    """
+    Open a conversation; the creator always takes part, duplicates collapse.
+    Returns (conversation, created). Two people who already have an unchanged
+    two-person conversation get that one back (with any messages appended).
+    """
     ids = list(dict.fromkeys([creator.pk, *participant_ids]))
     if len(ids) < 2:
         raise ValidationError(
@@ -72,10 +90,29 @@ def conversation_create(
             {"messages": [f"At most {MAX_INITIAL_MESSAGES} messages may come with a new conversation."]}
         )
     users = _active_users(ids)
+    direct_key = _direct_key(ids)
 
+    if direct_key:
+        existing = Conversation.objects.filter(direct_key=direct_key).first()
+        if existing is None:
+            try:
+                with transaction.atomic():  # savepoint: a concurrent create may win the pair
+                    return _conversation_insert(creator, users, direct_key, message_bodies), True
+            except IntegrityError:
+                # A locking read sees the winner's row even under MySQL's REPEATABLE READ.
+                existing = Conversation.objects.select_for_update().get(direct_key=direct_key)
+        for body in message_bodies:
+            message_send(conversation=existing, sender=creator, message_body=body)
+        return existing, False
+    return _conversation_insert(creator, users, None, message_bodies), True
+
+
+def _conversation_insert(
+    creator: User, users: Sequence[User], direct_key: str | None, message_bodies: Sequence[str]
+) -> Conversation:
     now = timezone.now()
     conversation = Conversation.objects.create(
-        created_by=creator, created_at=now, last_activity_at=now
+        created_by=creator, created_at=now, last_activity_at=now, direct_key=direct_key
     )
     ConversationMembership.objects.bulk_create(
         ConversationMembership(conversation=conversation, user=user, joined_at=now) for user in users
@@ -83,12 +120,7 @@ def conversation_create(
     if message_bodies:
         # Distinct, increasing timestamps keep the initial messages in the order given.
         messages = [
-            Message(
-                conversation=conversation,
-                sender=creator,
-                message_body=body,
-                sent_at=now + timedelta(microseconds=i),
-            )
+            Message(conversation=conversation, sender=creator, message_body=body, sent_at=now + i * ONE_TICK)
             for i, body in enumerate(message_bodies)
         ]
         for message in messages:
@@ -102,21 +134,135 @@ def conversation_create(
 
 
 @transaction.atomic
-def message_send(*, conversation: Conversation, sender: User, message_body: str) -> Message:
-    """Append a message; the caller has checked that `sender` is a participant."""
+def conversation_add_participant(*, conversation: Conversation, actor: User, user_id: UUID) -> bool:
+    """Any participant may add an active user. Returns False if they were already in."""
+    locked = _lock(conversation)
+    (user,) = _active_users([user_id], field="user_id")
+    if ConversationMembership.objects.filter(conversation=locked, user=user).exists():
+        return False
+    ConversationMembership.objects.create(conversation=locked, user=user)
+    Conversation.objects.filter(pk=locked.pk).update(direct_key=None)
+    return True
+
+
+@transaction.atomic
+def conversation_remove_participant(*, conversation: Conversation, actor: User, user_id: UUID) -> None:
+    """A participant may leave; the conversation's creator may remove others."""
+    locked = _lock(conversation)
+    if user_id != actor.pk and locked.created_by_id != actor.pk:
+        raise PermissionDenied("Only the conversation's creator can remove other participants.")
+    deleted, _ = ConversationMembership.objects.filter(conversation=locked, user_id=user_id).delete()
+    if not deleted:
+        raise Http404("This user is not a participant.")
+    Conversation.objects.filter(pk=locked.pk).update(direct_key=None)
+
+
+def conversation_mark_read(
+    *, conversation: Conversation, user: User, message: Message | None = None
+) -> None:
+    """Move the user's read marker up to `message` (default: the newest); never backwards."""
+    if message is None:
+        message = Message.objects.filter(conversation=conversation).order_by("-sent_at").first()
+        if message is None:
+            return
+    elif message.conversation_id != conversation.pk:
+        raise ValidationError({"message_id": ["This message is not in this conversation."]})
+    ConversationMembership.objects.filter(conversation=conversation, user=user).filter(
+        Q(last_read_at__isnull=True) | Q(last_read_at__lt=message.sent_at)
+    ).update(last_read_at=message.sent_at)
+
+
+@transaction.atomic
+def message_send(
+    *,
+    conversation: Conversation,
+    sender: User,
+    message_body: str,
+    parent_message_id: UUID | None = None,
+    client_id: str | None = None,
+) -> tuple[Message, bool]:
+    """
+    Append a message; the caller has checked that `sender` is a participant.
+    Returns (message, created): a retry with a known client_id returns the original.
+    """
     # Lock the conversation: serialises sends to it, so sent_at and the counters agree.
-    locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    locked = _lock(conversation)
+    if client_id:
+        original = _message_for_retry(sender, client_id, locked)
+        if original is not None:
+            return original, False
+    if parent_message_id is not None and not Message.objects.filter(
+        pk=parent_message_id, conversation=locked
+    ).exists():
+        raise ValidationError({"parent_message": ["No message with this id in this conversation."]})
     message = Message(
         conversation=locked,
         sender=sender,
         message_body=message_body,
-        sent_at=max(timezone.now(), locked.last_activity_at),
+        parent_message_id=parent_message_id,
+        client_id=client_id or None,
+        # Strictly after the previous message, even if the clock stepped back.
+        sent_at=max(timezone.now(), locked.last_activity_at + ONE_TICK),
     )
-    message.full_clean(exclude=["conversation", "sender"])
-    message.save(force_insert=True)
+    message.full_clean(exclude=["conversation", "sender", "parent_message"])
+    if not message.message_body:
+        raise ValidationError({"message_body": ["This field may not be blank."]})
+    try:
+        with transaction.atomic():  # savepoint: the same retry may be racing in another conversation
+            message.save(force_insert=True)
+    except IntegrityError:
+        original = _message_for_retry(sender, client_id, locked) if client_id else None
+        if original is None:
+            raise
+        return original, False
     Conversation.objects.filter(pk=locked.pk).update(
         message_count=F("message_count") + 1,
         last_message=message,
         last_activity_at=message.sent_at,
     )
-    return message
+    return message, True
+
+
+def _message_for_retry(sender: User, client_id: str, conversation: Conversation) -> Message | None:
+    # A locking read sees a concurrent winner's row even under MySQL's REPEATABLE READ.
+    original = Message.objects.select_for_update().filter(sender=sender, client_id=client_id).first()
+    if original is not None and original.conversation_id != conversation.pk:
+        raise ValidationError({"client_id": ["This client_id was already used for a message elsewhere."]})
+    return original
+
+
+def _check_sender(message: Message, actor: User, verb: str) -> None:
+    if message.sender_id != actor.pk:
+        raise PermissionDenied(f"Only the sender can {verb} a message.")
+
+
+@transaction.atomic
+def message_edit(*, message: Message, actor: User, message_body: str) -> Message:
+    """The sender replaces the text; the previous text goes to the history."""
+    locked = Message.objects.select_for_update().get(pk=message.pk)
+    _check_sender(locked, actor, "edit")
+    if locked.is_deleted:
+        raise ValidationError({"message_body": ["A deleted message cannot be edited."]})
+    if locked.message_body == message_body:
+        return locked
+    now = timezone.now()
+    MessageEdit.objects.create(message=locked, message_body=locked.message_body, replaced_at=now)
+    locked.message_body = message_body
+    locked.edited_at = now
+    locked.full_clean(exclude=["conversation", "sender", "parent_message"])
+    locked.save(update_fields=["message_body", "edited_at"])
+    return locked
+
+
+@transaction.atomic
+def message_delete(*, message: Message, actor: User) -> Message:
+    """The sender deletes: a tombstone stays in the timeline; text and history go."""
+    locked = Message.objects.select_for_update().get(pk=message.pk)
+    _check_sender(locked, actor, "delete")
+    if not locked.is_deleted:
+        MessageEdit.objects.filter(message=locked).delete()
+        locked.is_deleted = True
+        locked.message_body = ""
+        locked.edited_at = None
+        locked.save(update_fields=["is_deleted", "message_body", "edited_at"])
+    return locked

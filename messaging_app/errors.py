@@ -7,8 +7,9 @@ The one error shape of the API, for DRF views and for plain Django responses:
 DRF errors are formatted by drf-standardized-errors; this module adds the
 conversions it does not know about and JSON versions of Django's 404/500 pages.
 """
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from drf_standardized_errors.handler import ExceptionHandler
 from rest_framework import exceptions
 from rest_framework.serializers import as_serializer_error
@@ -20,6 +21,11 @@ class ApiExceptionHandler(ExceptionHandler):
         # Services validate models with full_clean(); their errors are client errors.
         if isinstance(exc, DjangoValidationError):
             return exceptions.ValidationError(as_serializer_error(exc))
+        # Services raise Django's exceptions; keep their explanations.
+        if isinstance(exc, DjangoPermissionDenied) and exc.args:
+            return exceptions.PermissionDenied(str(exc))
+        if isinstance(exc, Http404) and exc.args:
+            return exceptions.NotFound(str(exc))
         # SimpleJWT details are nested dicts that would flatten into several errors.
         if isinstance(exc, InvalidToken):
             clean = exceptions.AuthenticationFailed(

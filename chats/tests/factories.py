@@ -20,10 +20,12 @@ class UserFactory(factory.django.DjangoModelFactory):
 def make_conversation(*users: User, messages: tuple[str, ...] = ()) -> Conversation:
     """A conversation opened by users[0] with the others, through the real service."""
     creator, *others = users
-    return services.conversation_create(
+    conversation, _ = services.conversation_create(
         creator=creator, participant_ids=[u.pk for u in others], message_bodies=list(messages)
     )
+    return conversation
 
 
-def send(conversation: Conversation, sender: User, body: str = "hello") -> Message:
-    return services.message_send(conversation=conversation, sender=sender, message_body=body)
+def send(conversation: Conversation, sender: User, body: str = "hello", **options) -> Message:
+    message, _ = services.message_send(conversation=conversation, sender=sender, message_body=body, **options)
+    return message

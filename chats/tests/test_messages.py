@@ -28,7 +28,10 @@ class TestSend:
         response = client_for(bob).post(nested(conversation), {"message_body": "  hi alice  "}, format="json")
         assert response.status_code == 201, response.content
         body = response.json()
-        assert set(body) == {"message_id", "conversation", "sender", "message_body", "sent_at"}
+        assert set(body) == {
+            "message_id", "conversation", "sender", "message_body", "sent_at",
+            "edited_at", "is_deleted", "parent_message", "client_id",
+        }
         assert body["conversation"] == str(conversation.pk)
         assert body["sender"] == {"user_id": str(bob.pk), "first_name": "Bob", "last_name": "Baker"}
         assert body["message_body"] == "hi alice"  # surrounding whitespace is trimmed
@@ -132,9 +135,9 @@ class TestRead:
         other = make_conversation(alice, carol)
         message = conversation.messages.first()
         client = client_for(alice)
-        for method in (client.put, client.patch):
-            response = method(f"{FLAT}{message.pk}/", {"conversation": str(other.pk)}, format="json")
-            assert_error(response, 405)
+        assert_error(client.put(f"{FLAT}{message.pk}/", {"conversation": str(other.pk)}, format="json"), 405)
+        response = client.patch(f"{FLAT}{message.pk}/", {"conversation": str(other.pk)}, format="json")
+        assert_error(response, 400, attr="message_body")  # only the text can change
         assert Message.objects.get(pk=message.pk).conversation_id == conversation.pk
 
 

@@ -50,8 +50,9 @@ def test_nested_message_list(alice, bob, client_for, django_assert_num_queries):
     for i in range(20):
         send(conversation, alice if i % 2 else bob, f"m{i}")
     url = f"/api/conversations/{conversation.pk}/messages/"
-    # conversation access check, count, page (sender joined)
-    assert_fixed_queries(django_assert_num_queries, client_for(alice), url, 3)
+    # conversation access check, page (sender joined); the count is the conversation's
+    # denormalised message_count, so no COUNT(*) over a long history
+    assert_fixed_queries(django_assert_num_queries, client_for(alice), url, 2)
 
 
 def test_user_list(busy_alice, client_for, django_assert_num_queries):

@@ -38,7 +38,7 @@ class Command(BaseCommand):
         alice, bob, _ = users
         demo = Conversation.objects.filter(created_by=alice, participants=bob).first()
         if demo is None:
-            demo = services.conversation_create(
+            demo, _ = services.conversation_create(
                 creator=alice,
                 participant_ids=[bob.pk],
                 message_bodies=["Hi Bob, welcome to messaging_app!", "Reply to this over the API."],

@@ -1,0 +1,17 @@
+"""
+Thin views: querysets come from selectors, writes go to services, and
+authorization is checked where a path or payload names a conversation.
+"""
+from chats.views.auth import TokenObtainView, TokenRefreshView
+from chats.views.conversations import ConversationViewSet
+from chats.views.messages import ConversationMessageViewSet, MessageViewSet
+from chats.views.users import UserViewSet
+
+__all__ = [
+    "ConversationMessageViewSet",
+    "ConversationViewSet",
+    "MessageViewSet",
+    "TokenObtainView",
+    "TokenRefreshView",
+    "UserViewSet",
+]

@@ -1,0 +1,133 @@
+from uuid import UUID
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+
+from chats import selectors, services
+from chats.filters import ConversationFilter
+from chats.models import Conversation, Message
+from chats.serializers import (
+    ConversationCreateSerializer,
+    ConversationSerializer,
+    MarkReadSerializer,
+    ParticipantAddSerializer,
+    ReadStateSerializer,
+)
+from chats.views.base import ScopedViewSet
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Your conversations, most recently active first"),
+    retrieve=extend_schema(summary="One of your conversations"),
+    create=extend_schema(
+        summary="Start a conversation",
+        description=(
+            "You are always a participant; list the others in `participants` (duplicates collapse, "
+            "at least one other person). Optional `messages` are sent by you, in order. If you name "
+            "exactly one other person and the two of you already have a two-person conversation "
+            "(never changed since), that one is returned with 200 (and the messages are sent to it)."
+        ),
+        request=ConversationCreateSerializer,
+        responses={201: ConversationSerializer, 200: ConversationSerializer},
+    ),
+)
+class ConversationViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, ScopedViewSet
+):
+    model = Conversation
+    serializer_class = ConversationSerializer
+    lookup_field = "conversation_id"
+    lookup_value_regex = "[^/]+"
+    filterset_class = ConversationFilter
+    # Emails match only exactly: co-participants must not learn an address letter by letter.
+    search_fields = ["participants__first_name", "participants__last_name", "=participants__email"]
+    ordering_fields = ["created_at", "last_activity_at"]
+
+    def scoped_queryset(self):
+        return selectors.conversation_list_for_user(user=self.request.user)
+
+    def respond(self, conversation: Conversation, status_code: int = status.HTTP_200_OK) -> Response:
+        fresh = self.get_queryset().get(pk=conversation.pk)
+        return Response(ConversationSerializer(fresh).data, status=status_code)
+
+    def create(self, request, *args, **kwargs):
+        serializer = ConversationCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        conversation, created = services.conversation_create(
+            creator=request.user,
+            participant_ids=data["participants"],
+            message_bodies=[m["message_body"] for m in data.get("messages", [])],
+        )
+        return self.respond(conversation, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(
+        summary="Add a participant",
+        description="Any participant may add an active user. 201 if added, 200 if they were already in.",
+        request=ParticipantAddSerializer,
+        responses={201: ConversationSerializer, 200: ConversationSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="participants")
+    def add_participant(self, request, conversation_id=None):
+        conversation = self.get_object()
+        serializer = ParticipantAddSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        added = services.conversation_add_participant(
+            conversation=conversation, actor=request.user, user_id=serializer.validated_data["user_id"]
+        )
+        return self.respond(conversation, status.HTTP_201_CREATED if added else status.HTTP_200_OK)
+
+    @extend_schema(
+        summary="Leave, or remove a participant",
+        description=(
+            "A participant may remove themself (leave); the conversation's creator may remove anyone. "
+            "Whoever is removed loses access at once."
+        ),
+        parameters=[OpenApiParameter("user_id", str, OpenApiParameter.PATH, description="The participant's user_id.")],
+        request=None,
+        responses={204: OpenApiResponse(description="Removed.")},
+    )
+    @action(detail=True, methods=["delete"], url_path=r"participants/(?P<user_id>[^/.]+)")
+    def remove_participant(self, request, conversation_id=None, user_id=None):
+        conversation = self.get_object()
+        try:
+            target = UUID(user_id)
+        except ValueError:
+            raise NotFound("This user is not a participant.")
+        services.conversation_remove_participant(conversation=conversation, actor=request.user, user_id=target)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Mark as read",
+        description=(
+            "Moves your read marker up to `message_id` (default: the newest message). "
+            "It never moves backwards: marking an older message changes nothing."
+        ),
+        request=MarkReadSerializer,
+        responses={200: ReadStateSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def read(self, request, conversation_id=None):
+        conversation = self.get_object()
+        serializer = MarkReadSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        message_id = serializer.validated_data.get("message_id")
+        message = None
+        if message_id is not None:
+            message = Message.objects.filter(pk=message_id, conversation=conversation).first()
+            if message is None:
+                raise serializers.ValidationError({"message_id": ["No message with this id in this conversation."]})
+        services.conversation_mark_read(conversation=conversation, user=request.user, message=message)
+        fresh = self.get_queryset().get(pk=conversation.pk)
+        return Response(
+            ReadStateSerializer(
+                {
+                    "conversation_id": fresh.pk,
+                    "last_read_at": fresh.my_last_read_at,
+                    "unread_count": fresh.unread_count,
+                }
+            ).data
+        )

@@ -1,0 +1,162 @@
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from chats import selectors, services
+from chats.filters import MessageFilter
+from chats.models import Conversation, Message
+from chats.pagination import StandardPagination, TimelinePagination
+from chats.permissions import conversation_for_participant_or_404
+from chats.serializers import (
+    MessageCreateSerializer,
+    MessageSendSerializer,
+    MessageSerializer,
+    MessageUpdateSerializer,
+    MessageVersionSerializer,
+)
+from chats.views.base import ScopedViewSet
+
+# Query parameters that do not change which messages a timeline holds.
+NON_FILTERING_PARAMS = {"page", "page_size", "ordering", "format"}
+
+SEND_DESCRIPTION = (
+    "The sender is always you. `parent_message` makes it a reply (same conversation only). "
+    "`client_id` makes retries safe: a send repeating a `client_id` you used before returns the "
+    "original message with 200 instead of creating a second one."
+)
+EDIT_DESCRIPTION = "Sender only (others get 403). The previous text is kept in the message's history."
+DELETE_DESCRIPTION = (
+    "Sender only (others get 403). The message stays in the timeline as a tombstone: "
+    "`is_deleted: true`, empty body, history erased."
+)
+
+EDIT_SCHEMA = extend_schema(summary="Edit a message", description=EDIT_DESCRIPTION, request=MessageUpdateSerializer)
+DELETE_SCHEMA = extend_schema(
+    summary="Delete a message", description=DELETE_DESCRIPTION, responses={204: OpenApiResponse(description="Deleted.")}
+)
+
+
+class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+    model = Message
+    serializer_class = MessageSerializer
+    pagination_class = TimelinePagination
+    lookup_field = "message_id"
+    lookup_value_regex = "[^/]+"
+    filterset_class = MessageFilter
+    search_fields = ["message_body"]
+    ordering_fields = ["sent_at"]
+
+    def known_count(self) -> int | None:
+        """The timeline's size without COUNT(*), when a conversation's count is known."""
+        return None
+
+    def send(self, conversation: Conversation, data: dict) -> Response:
+        message, created = services.message_send(
+            conversation=conversation,
+            sender=self.request.user,
+            message_body=data["message_body"],
+            parent_message_id=data.get("parent_message"),
+            client_id=data.get("client_id"),
+        )
+        message = Message.objects.select_related("sender").get(pk=message.pk)
+        return Response(
+            MessageSerializer(message).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+    def partial_update(self, request, *args, **kwargs):
+        serializer = MessageUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        message = services.message_edit(
+            message=self.get_object(), actor=request.user, message_body=serializer.validated_data["message_body"]
+        )
+        return Response(MessageSerializer(Message.objects.select_related("sender").get(pk=message.pk)).data)
+
+    def destroy(self, request, *args, **kwargs):
+        services.message_delete(message=self.get_object(), actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Earlier versions of a message, oldest first",
+        responses={200: MessageVersionSerializer(many=True)},
+        filters=False,
+    )
+    @action(detail=True, methods=["get"], pagination_class=StandardPagination, filter_backends=[])
+    def history(self, request, *args, **kwargs):
+        versions = selectors.message_history(message=self.get_object())
+        page = self.paginate_queryset(versions)
+        return self.get_paginated_response(MessageVersionSerializer(page, many=True).data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Messages of all your conversations, newest first"),
+    retrieve=extend_schema(summary="One message from one of your conversations"),
+    create=extend_schema(
+        summary="Send a message",
+        description=SEND_DESCRIPTION + " The conversation must be one you take part in.",
+        request=MessageCreateSerializer,
+        responses={201: MessageSerializer, 200: MessageSerializer},
+    ),
+    partial_update=EDIT_SCHEMA,
+    destroy=DELETE_SCHEMA,
+)
+class MessageViewSet(_MessageViewSetBase):
+    def scoped_queryset(self):
+        return selectors.message_list_for_user(user=self.request.user)
+
+    def known_count(self) -> int | None:
+        params = set(self.request.query_params) - NON_FILTERING_PARAMS
+        if params != {"conversation"}:
+            return None
+        conversation = (
+            selectors.conversations_of(user=self.request.user)
+            .filter(pk=self.request.query_params["conversation"])
+            .values("message_count")
+            .first()
+        )
+        return conversation["message_count"] if conversation else 0
+
+    def create(self, request, *args, **kwargs):
+        serializer = MessageCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        conversation = selectors.conversations_of(user=request.user).filter(pk=data["conversation"]).first()
+        if conversation is None:
+            # Same answer whether it does not exist or is someone else's.
+            raise serializers.ValidationError({"conversation": ["No conversation of yours has this id."]})
+        return self.send(conversation, data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Messages of one conversation, newest first"),
+    retrieve=extend_schema(summary="One message of this conversation"),
+    create=extend_schema(
+        summary="Send a message to this conversation",
+        description=SEND_DESCRIPTION,
+        request=MessageSendSerializer,
+        responses={201: MessageSerializer, 200: MessageSerializer},
+    ),
+    partial_update=EDIT_SCHEMA,
+    destroy=DELETE_SCHEMA,
+)
+class ConversationMessageViewSet(_MessageViewSetBase):
+    def get_conversation(self) -> Conversation:
+        if not hasattr(self, "_conversation"):
+            self._conversation = conversation_for_participant_or_404(
+                user=self.request.user, conversation_id=self.kwargs["conversation_id"]
+            )
+        return self._conversation
+
+    def scoped_queryset(self):
+        return selectors.message_list_for_conversation(conversation=self.get_conversation())
+
+    def known_count(self) -> int | None:
+        if set(self.request.query_params) <= NON_FILTERING_PARAMS:
+            return self.get_conversation().message_count
+        return None
+
+    def create(self, request, *args, **kwargs):
+        conversation = self.get_conversation()
+        serializer = MessageSendSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return self.send(conversation, serializer.validated_data)

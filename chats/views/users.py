@@ -1,0 +1,72 @@
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, permissions, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from chats import selectors, services
+from chats.models import User
+from chats.serializers import (
+    UserMeSerializer,
+    UserProfileSerializer,
+    UserRegisterSerializer,
+    UserSearchQuerySerializer,
+    UserSummarySerializer,
+)
+from chats.views.base import ScopedViewSet
+
+
+@extend_schema_view(
+    create=extend_schema(
+        summary="Register",
+        description="Create an account (no authentication needed). Log in afterwards with `POST /api/token/`.",
+        request=UserRegisterSerializer,
+        responses={201: UserProfileSerializer},
+        auth=[],
+    ),
+    list=extend_schema(
+        summary="Find people",
+        description=(
+            "Without `search`: the people you already share a conversation with. With `search`: "
+            "active users whose first or last name contains every word of it, or whose email is "
+            "exactly it. You are never listed yourself."
+        ),
+        parameters=[
+            OpenApiParameter("search", OpenApiTypes.STR, description="Name words or an exact email (max 100 chars).")
+        ],
+    ),
+)
+class UserViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, ScopedViewSet):
+    model = User
+    serializer_class = UserSummarySerializer
+    filter_backends = []  # The selector does the searching.
+
+    def get_permissions(self):
+        if self.action == "create":
+            return [permissions.AllowAny()]
+        return super().get_permissions()
+
+    def get_serializer_class(self):
+        if self.action == "create":
+            return UserRegisterSerializer
+        if self.action == "me":
+            return UserMeSerializer
+        return UserSummarySerializer
+
+    def scoped_queryset(self):
+        query = UserSearchQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return selectors.user_search(user=self.request.user, term=query.validated_data.get("search", ""))
+
+    def create(self, request, *args, **kwargs):
+        serializer = UserRegisterSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_register(**serializer.validated_data)
+        return Response(UserProfileSerializer(user).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Your account, with your total unread count", responses={200: UserMeSerializer})
+    @action(detail=False, methods=["get"])
+    def me(self, request):
+        user = request.user
+        user.unread_count = selectors.unread_total_for_user(user=user)
+        return Response(UserMeSerializer(user).data)
