@@ -3,6 +3,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
+from chats import services
 from chats.models import Conversation, Message, User
 from chats.tests.factories import PASSWORD, UserFactory
 
@@ -16,8 +17,10 @@ def admin_client(client):
     return client
 
 
-@pytest.mark.parametrize("model", ["user", "conversation", "conversationmembership", "message"])
+@pytest.mark.parametrize("model", ["user", "conversation", "conversationmembership", "message", "messageedit"])
 def test_every_model_has_a_working_admin_changelist_with_search(admin_client, conversation, model):
+    message = conversation.messages.first()
+    services.message_edit(message=message, actor=message.sender, message_body="edited in a test")
     response = admin_client.get(f"/admin/chats/{model}/", {"q": "a"})
     assert response.status_code == 200
     assert admin_client.get(f"/admin/chats/{model}/").context["cl"].result_count >= 1
@@ -75,3 +78,10 @@ def test_docs_are_served_without_internet_assets(client):
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert schema.status_code == 200
     assert "/api/conversations/{conversation_id}/messages/" in schema.json()["paths"]
+
+
+def test_admin_cannot_delete_messages_rows(admin_client, conversation):
+    """Row deletion would break counts and timelines; only the API's tombstone deletes."""
+    message = conversation.messages.first()
+    assert admin_client.get(f"/admin/chats/message/{message.pk}/delete/").status_code == 403
+    assert Message.objects.filter(pk=message.pk).exists()
