@@ -135,12 +135,20 @@ def _conversation_insert(
 
 @transaction.atomic
 def conversation_add_participant(*, conversation: Conversation, actor: User, user_id: UUID) -> bool:
-    """Any participant may add an active user. Returns False if they were already in."""
+    """
+    Any participant may add an active user. Returns False if they were already in.
+    The history before they joined counts as read: their unread count starts at 0.
+    """
     locked = _lock(conversation)
     (user,) = _active_users([user_id], field="user_id")
-    if ConversationMembership.objects.filter(conversation=locked, user=user).exists():
+    members = ConversationMembership.objects.filter(conversation=locked)
+    if members.filter(user=user).exists():
         return False
-    ConversationMembership.objects.create(conversation=locked, user=user)
+    if members.count() >= MAX_PARTICIPANTS:
+        raise ValidationError({"user_id": [f"A conversation has at most {MAX_PARTICIPANTS} participants."]})
+    ConversationMembership.objects.create(
+        conversation=locked, user=user, last_read_at=locked.last_activity_at if locked.message_count else None
+    )
     Conversation.objects.filter(pk=locked.pk).update(direct_key=None)
     return True
 
