@@ -56,7 +56,8 @@ class TimelinePagination(StandardPagination):
             raise serializers.ValidationError({"before": ["Use either before or after, not both."]})
         self.request = request
         self.direction = given[0]
-        anchor = self._anchor(view.get_queryset() if view is not None else queryset, request)
+        # The cursor must be in this very timeline (filters included), not just visible.
+        anchor = self._anchor(queryset, request)
         size = self.get_page_size(request)
         if self.direction == "before":
             older = Q(sent_at__lt=anchor["sent_at"]) | Q(sent_at=anchor["sent_at"], message_id__lt=anchor["pk"])

@@ -7,6 +7,10 @@ Concurrency rules:
   `sent_at`, so within one conversation `sent_at` strictly increases in commit
   order, and the denormalised count and last message stay exact.
 - Membership changes lock the conversation row too (same lock, same order).
+- Lock order: user rows (sorted by id) before conversation rows. Creating a
+  two-person conversation locks both users; a send with a client_id locks
+  its sender. MySQL/MariaDB deadlocked without this when racing inserts of
+  one unique key each waited to upgrade a shared lock.
 - Uniqueness that concurrent requests could race on is enforced by the
   database (one email, one direct conversation per pair, one message per
   sender and client_id); the loser of a race reads the winner's row.
@@ -67,6 +71,11 @@ def _lock(conversation: Conversation) -> Conversation:
     return Conversation.objects.select_for_update().get(pk=conversation.pk)
 
 
+def _lock_users(user_ids: Sequence[UUID]) -> None:
+    # Lock order everywhere: users (sorted by id) before conversations.
+    list(User.objects.select_for_update().filter(pk__in=user_ids).order_by("pk").values_list("pk", flat=True))
+
+
 @transaction.atomic
 def conversation_create(
     *, creator: User, participant_ids: Sequence[UUID], message_bodies: Sequence[str] = ()
@@ -93,7 +102,10 @@ def conversation_create(
     direct_key = _direct_key(ids)
 
     if direct_key:
-        existing = Conversation.objects.filter(direct_key=direct_key).first()
+        # Creates of one pair queue on the two users' rows, locked in a fixed order, and
+        # look for the pair with a locking read (which sees the newest committed row).
+        _lock_users(ids)
+        existing = Conversation.objects.select_for_update().filter(direct_key=direct_key).first()
         if existing is None:
             try:
                 with transaction.atomic():  # savepoint: a concurrent create may win the pair
@@ -193,6 +205,9 @@ def message_send(
     Append a message; the caller has checked that `sender` is a participant.
     Returns (message, created): a retry with a known client_id returns the original.
     """
+    if client_id:
+        # Retries of one client_id queue on the sender's row, wherever they are sent.
+        _lock_users([sender.pk])
     # Lock the conversation: serialises sends to it, so sent_at and the counters agree.
     locked = _lock(conversation)
     if client_id:
