@@ -22,6 +22,7 @@ die() { log "error: $*"; exit 1; }
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/messaging_app-live.XXXXXX")"
 server_pid=""
+# shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
     local status=$?
     if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016  # single-quoted $BASE_URL belongs to the generated script
 # Proves the README's curl walkthrough works as written: extracts the ```bash block under
 # "## Try it with curl" and runs it against a throwaway server, failing on any HTTP error.
 set -euo pipefail
