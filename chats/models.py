@@ -10,8 +10,10 @@ from django.core.validators import MaxLengthValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
-# Longest message body accepted, in characters (documented in the README and schema).
-MESSAGE_BODY_MAX_LENGTH = 4000
+# Limits documented in the README and the schema.
+MESSAGE_BODY_MAX_LENGTH = 4000  # characters in a message body
+MAX_PARTICIPANTS = 100  # people in one conversation
+MAX_INITIAL_MESSAGES = 50  # messages sent along with a new conversation
 
 phone_number_validator = RegexValidator(
     regex=r"^\+?[1-9]\d{6,14}$",

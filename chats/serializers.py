@@ -7,8 +7,16 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from chats.models import MESSAGE_BODY_MAX_LENGTH, Conversation, Message, MessageEdit, User, phone_number_validator
-from chats.services import MAX_INITIAL_MESSAGES, MAX_PARTICIPANTS
+from chats.models import (
+    MAX_INITIAL_MESSAGES,
+    MAX_PARTICIPANTS,
+    MESSAGE_BODY_MAX_LENGTH,
+    Conversation,
+    Message,
+    MessageEdit,
+    User,
+    phone_number_validator,
+)
 
 
 # --- Output ----------------------------------------------------------------------

@@ -26,11 +26,18 @@ from django.db.models import F, Q
 from django.http import Http404
 from django.utils import timezone
 
-from chats.models import Conversation, ConversationMembership, Message, MessageEdit, User, UserManager
+from chats import events
+from chats.models import (
+    MAX_INITIAL_MESSAGES,
+    MAX_PARTICIPANTS,
+    Conversation,
+    ConversationMembership,
+    Message,
+    MessageEdit,
+    User,
+    UserManager,
+)
 
-# Limits a single request may ask for (documented in the README and schema).
-MAX_PARTICIPANTS = 100
-MAX_INITIAL_MESSAGES = 50
 ONE_TICK = timedelta(microseconds=1)
 
 
@@ -109,14 +116,18 @@ def conversation_create(
         if existing is None:
             try:
                 with transaction.atomic():  # savepoint: a concurrent create may win the pair
-                    return _conversation_insert(creator, users, direct_key, message_bodies), True
+                    conversation = _conversation_insert(creator, users, direct_key, message_bodies)
+                events.conversation_changed("conversation.created", conversation.pk)
+                return conversation, True
             except IntegrityError:
                 # A locking read sees the winner's row even under MySQL's REPEATABLE READ.
                 existing = Conversation.objects.select_for_update().get(direct_key=direct_key)
         for body in message_bodies:
             message_send(conversation=existing, sender=creator, message_body=body)
         return existing, False
-    return _conversation_insert(creator, users, None, message_bodies), True
+    conversation = _conversation_insert(creator, users, None, message_bodies)
+    events.conversation_changed("conversation.created", conversation.pk)
+    return conversation, True
 
 
 def _conversation_insert(
@@ -162,6 +173,11 @@ def conversation_add_participant(*, conversation: Conversation, actor: User, use
         conversation=locked, user=user, last_read_at=locked.last_activity_at if locked.message_count else None
     )
     Conversation.objects.filter(pk=locked.pk).update(direct_key=None)
+    # New to them; a membership change to everyone else.
+    events.conversation_changed("conversation.created", locked.pk, recipients=[user.pk])
+    events.conversation_changed(
+        "conversation.updated", locked.pk, recipients=set(members.values_list("user_id", flat=True)) - {user.pk}
+    )
     return True
 
 
@@ -175,6 +191,8 @@ def conversation_remove_participant(*, conversation: Conversation, actor: User, 
     if not deleted:
         raise Http404("This user is not a participant.")
     Conversation.objects.filter(pk=locked.pk).update(direct_key=None)
+    events.conversation_removed(locked.pk, user_id)
+    events.conversation_changed("conversation.updated", locked.pk)
 
 
 def conversation_mark_read(
@@ -187,9 +205,13 @@ def conversation_mark_read(
             return
     elif message.conversation_id != conversation.pk:
         raise ValidationError({"message_id": ["This message is not in this conversation."]})
-    ConversationMembership.objects.filter(conversation=conversation, user=user).filter(
-        Q(last_read_at__isnull=True) | Q(last_read_at__lt=message.sent_at)
-    ).update(last_read_at=message.sent_at)
+    moved = (
+        ConversationMembership.objects.filter(conversation=conversation, user=user)
+        .filter(Q(last_read_at__isnull=True) | Q(last_read_at__lt=message.sent_at))
+        .update(last_read_at=message.sent_at)
+    )
+    if moved:
+        events.conversation_read(conversation.pk, user.pk)
 
 
 @transaction.atomic
@@ -243,6 +265,7 @@ def message_send(
         last_message=message,
         last_activity_at=message.sent_at,
     )
+    events.message_changed("message.created", message.pk)
     return message, True
 
 
@@ -274,6 +297,7 @@ def message_edit(*, message: Message, actor: User, message_body: str) -> Message
     locked.edited_at = now
     locked.full_clean(exclude=["conversation", "sender", "parent_message"])
     locked.save(update_fields=["message_body", "edited_at"])
+    events.message_changed("message.updated", locked.pk)
     return locked
 
 
@@ -288,4 +312,5 @@ def message_delete(*, message: Message, actor: User) -> Message:
         locked.message_body = ""
         locked.edited_at = None
         locked.save(update_fields=["is_deleted", "message_body", "edited_at"])
+        events.message_changed("message.deleted", locked.pk)
     return locked

@@ -37,6 +37,8 @@ ALLOWED_HOSTS = env.list(
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    # First, so `runserver` serves the ASGI application (HTTP and WebSockets).
+    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -44,6 +46,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "corsheaders",
+    "channels",
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -193,6 +196,20 @@ SPECTACULAR_SETTINGS = {
     },
     "POSTPROCESSING_HOOKS": ["drf_standardized_errors.openapi_hooks.postprocess_schema_enums"],
 }
+
+# --- Real-time delivery (WebSockets) ------------------------------------------------
+# REDIS_URL (e.g. redis://127.0.0.1:6379/0) shares events across processes and pods;
+# without it, events stay inside one process (fine for `make run`).
+REDIS_URL = env.str("REDIS_URL", default="")
+CHANNEL_LAYERS = {
+    "default": (
+        {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        if REDIS_URL
+        else {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+    )
+}
+# Seconds a socket has to authenticate before it is closed with 4401.
+WS_AUTH_TIMEOUT = env.float("WS_AUTH_TIMEOUT", default=5.0)
 
 # --- CORS ----------------------------------------------------------------------
 # Comma-separated origins allowed to call the API from a browser, e.g.

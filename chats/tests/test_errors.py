@@ -14,8 +14,7 @@ from django.test import RequestFactory
 from rest_framework.test import APIClient
 
 from chats import selectors
-from chats.models import MESSAGE_BODY_MAX_LENGTH, Conversation, ConversationMembership, Message
-from chats.services import MAX_PARTICIPANTS
+from chats.models import MAX_PARTICIPANTS, MESSAGE_BODY_MAX_LENGTH, Conversation, ConversationMembership, Message
 from chats.tests.factories import make_conversation
 from chats.tests.utils import assert_error
 from messaging_app import errors

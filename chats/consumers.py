@@ -1,0 +1,161 @@
+"""
+The WebSocket endpoint `/ws/` (protocol in docs/websocket.md).
+
+A socket authenticates with the browser session cookie (checked against the
+Origin, against cross-site hijacking) or with {"type": "auth", "token": <access
+JWT>} as its first frame, then joins its user's group and receives every event
+of every conversation the user is in (see chats/events.py). Clients may send
+`typing` (rate-limited, never stored) and `ping`.
+"""
+import asyncio
+import json
+import time
+from urllib.parse import urlparse
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.http.request import validate_host
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import AccessToken
+
+from chats.events import as_plain_json, user_group
+from chats.models import ConversationMembership, User
+from chats.serializers import UserSummarySerializer
+
+# Close codes (documented in docs/websocket.md).
+CLOSE_BAD_FRAME = 4400  # not JSON, or not an object with a "type", before authenticating
+CLOSE_UNAUTHORIZED = 4401  # missing, invalid or expired credentials, or none in time
+CLOSE_RATE_LIMITED = 4429  # kept sending typing frames far faster than allowed
+
+TYPING_INTERVAL = 3.0  # seconds between typing events per conversation per socket
+TYPING_DROPS_BEFORE_CLOSE = 50
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    user: User | None = None
+
+    async def connect(self):
+        self.user = None
+        self.typing_sent: dict[str, float] = {}
+        self.typing_dropped = 0
+        self.auth_deadline = None
+        await self.accept()
+        session_user = self.scope.get("user")
+        if session_user is not None and session_user.is_authenticated and self._origin_allowed():
+            await self._authenticated(session_user)
+        else:
+            self.auth_deadline = asyncio.create_task(self._close_if_not_authenticated())
+
+    async def disconnect(self, code):
+        if self.auth_deadline is not None:
+            self.auth_deadline.cancel()
+        if self.user is not None:
+            await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+
+    async def _close_if_not_authenticated(self):
+        await asyncio.sleep(settings.WS_AUTH_TIMEOUT)
+        if self.user is None:
+            await self.close(code=CLOSE_UNAUTHORIZED)
+
+    def _origin_allowed(self) -> bool:
+        """Cookie auth only from our own pages (or non-browser clients, which send no Origin)."""
+        origin = dict(self.scope.get("headers", [])).get(b"origin")
+        if origin is None:
+            return True
+        origin = origin.decode("latin1")
+        host = urlparse(origin).netloc
+        return validate_host(host, settings.ALLOWED_HOSTS) or origin in settings.CORS_ALLOWED_ORIGINS
+
+    async def _authenticated(self, user: User):
+        self.user = user
+        if self.auth_deadline is not None:
+            self.auth_deadline.cancel()
+        await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
+        await self.send_json({"type": "auth.ok", "user_id": str(user.pk)})
+
+    # --- frames from the client ----------------------------------------------------------
+    async def receive(self, text_data=None, bytes_data=None):
+        try:
+            content = json.loads(text_data or bytes_data or "")
+        except (ValueError, UnicodeDecodeError):
+            content = None
+        if not isinstance(content, dict) or not isinstance(content.get("type"), str):
+            if self.user is None:
+                await self.close(code=CLOSE_BAD_FRAME)
+            else:
+                await self._error("bad_frame", 'Send a JSON object with a "type".')
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content, **kwargs):
+        kind = content["type"]
+        if self.user is None:
+            if kind != "auth":
+                await self.close(code=CLOSE_UNAUTHORIZED)
+                return
+            user = await self._user_from_token(content.get("token"))
+            if user is None:
+                await self.close(code=CLOSE_UNAUTHORIZED)
+            else:
+                await self._authenticated(user)
+        elif kind == "typing":
+            await self._typing(content.get("conversation_id"))
+        elif kind == "ping":
+            await self.send_json({"type": "pong"})
+        elif kind == "auth":
+            await self._error("already_authenticated", "This socket is already authenticated.")
+        else:
+            await self._error("unknown_type", f"Unknown frame type: {kind[:40]}.")
+
+    async def _error(self, code: str, detail: str):
+        await self.send_json({"type": "error", "code": code, "detail": detail})
+
+    @database_sync_to_async
+    def _user_from_token(self, token) -> User | None:
+        if not isinstance(token, str) or not token:
+            return None
+        try:
+            user_id = AccessToken(token)[settings.SIMPLE_JWT["USER_ID_CLAIM"]]
+        except (TokenError, KeyError):
+            return None
+        return User.objects.filter(pk=user_id, is_active=True).first()
+
+    async def _typing(self, conversation_id):
+        key = str(conversation_id)
+        now = time.monotonic()
+        if now - self.typing_sent.get(key, -TYPING_INTERVAL) < TYPING_INTERVAL:
+            self.typing_dropped += 1
+            if self.typing_dropped > TYPING_DROPS_BEFORE_CLOSE:
+                await self.close(code=CLOSE_RATE_LIMITED)
+            return
+        self.typing_sent[key] = now
+        others = await self._other_participants(conversation_id)
+        if others is None:
+            await self._error("not_found", "No conversation of yours has this id.")
+            return
+        payload = {
+            "type": "typing",
+            "conversation_id": key,
+            "user": as_plain_json(UserSummarySerializer(self.user).data),
+        }
+        for user_id in others:
+            await self.channel_layer.group_send(user_group(user_id), {"type": "chat.event", "payload": payload})
+
+    @database_sync_to_async
+    def _other_participants(self, conversation_id):
+        """The other participants, or None if the user is not in this conversation."""
+        try:
+            members = set(
+                ConversationMembership.objects.filter(conversation_id=conversation_id).values_list("user_id", flat=True)
+            )
+        except (ValueError, TypeError, ValidationError):
+            return None
+        if self.user.pk not in members:
+            return None
+        return members - {self.user.pk}
+
+    # --- events from the channel layer ---------------------------------------------------
+    async def chat_event(self, event):
+        await self.send_json(event["payload"])

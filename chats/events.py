@@ -1,0 +1,115 @@
+"""
+Real-time events. Services call these while they write; each schedules its
+delivery for after the transaction commits (nothing is sent for a rollback),
+works out the recipients then (the participants at that moment, so someone
+removed gets nothing more), and hands one frame per recipient to the channel
+layer group of that user ("user.<hex id>"), which every socket of theirs joins.
+
+Frames have the shapes the REST API returns: {"type", "conversation_id", ...}.
+Delivery is best effort (robust on_commit): the database stays the source of
+truth, and clients catch up with the REST timeline (?after=<message_id>).
+"""
+import json
+import logging
+from collections.abc import Iterable
+from uuid import UUID
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+from rest_framework.renderers import JSONRenderer
+
+from chats.models import ConversationMembership, Message
+from chats.selectors import conversation_list_for_user
+from chats.serializers import ConversationSerializer, MessageSerializer
+
+logger = logging.getLogger(__name__)
+
+
+def user_group(user_id: UUID) -> str:
+    return f"user.{user_id.hex}"
+
+
+def as_plain_json(data) -> dict:
+    # Exactly what the REST API would render (UUIDs and datetimes as strings).
+    return json.loads(JSONRenderer().render(data))
+
+
+def send_to_users(user_ids: Iterable[UUID], payload: dict) -> None:
+    layer = get_channel_layer()
+    send = async_to_sync(layer.group_send)
+    for user_id in user_ids:
+        send(user_group(user_id), {"type": "chat.event", "payload": payload})
+
+
+def _member_ids(conversation_id: UUID) -> list[UUID]:
+    members = ConversationMembership.objects.filter(conversation_id=conversation_id)
+    return list(members.values_list("user_id", flat=True))
+
+
+def _after_commit(emit) -> None:
+    # robust: a channel layer outage is logged, never turned into a failed request.
+    transaction.on_commit(emit, robust=True)
+
+
+def message_changed(event_type: str, message_id: UUID) -> None:
+    """message.created / message.updated / message.deleted, to every participant."""
+
+    def emit():
+        message = Message.objects.select_related("sender").get(pk=message_id)
+        payload = {
+            "type": event_type,
+            "conversation_id": str(message.conversation_id),
+            "message": as_plain_json(MessageSerializer(message).data),
+        }
+        send_to_users(_member_ids(message.conversation_id), payload)
+
+    _after_commit(emit)
+
+
+def conversation_changed(
+    event_type: str, conversation_id: UUID, *, recipients: Iterable[UUID] | None = None
+) -> None:
+    """conversation.created / conversation.updated, each recipient seeing their own unread_count."""
+    recipients = None if recipients is None else list(recipients)
+
+    def emit():
+        members = set(_member_ids(conversation_id))
+        targets = members if recipients is None else members.intersection(recipients)
+        for user_id in targets:
+            conversation = conversation_list_for_user(user=user_id).get(pk=conversation_id)
+            payload = {
+                "type": event_type,
+                "conversation_id": str(conversation_id),
+                "conversation": as_plain_json(ConversationSerializer(conversation).data),
+            }
+            send_to_users([user_id], payload)
+
+    _after_commit(emit)
+
+
+def conversation_removed(conversation_id: UUID, user_id: UUID) -> None:
+    """Tells the removed person's sockets to drop the conversation (and nothing else)."""
+    _after_commit(
+        lambda: send_to_users([user_id], {"type": "conversation.removed", "conversation_id": str(conversation_id)})
+    )
+
+
+def conversation_read(conversation_id: UUID, user_id: UUID) -> None:
+    """The reader's new read state, to their own sockets (other devices stay in step)."""
+
+    def emit():
+        conversation = conversation_list_for_user(user=user_id).filter(pk=conversation_id).first()
+        if conversation is None:
+            return
+        payload = as_plain_json(
+            {
+                "type": "conversation.read",
+                "conversation_id": conversation_id,
+                "last_read_at": conversation.my_last_read_at,
+                "unread_count": conversation.unread_count,
+            }
+        )
+        send_to_users([user_id], payload)
+
+    _after_commit(emit)
