@@ -7,13 +7,16 @@ PORT ?= 8000
 # Development defaults; production sets these itself (see README, "Configuration").
 export DJANGO_DEBUG ?= 1
 
-.PHONY: run test install sysdeps migrate lint schema seed check clean
+.PHONY: run test test-integration install sysdeps migrate lint schema seed listen clean
 
-run: install migrate ## Serve the API on http://127.0.0.1:$(PORT)/api/
+run: install migrate ## Serve the API and WebSockets on http://127.0.0.1:$(PORT)/ (ASGI)
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 test: install ## Run the whole test suite (SQLite unless DATABASE_URL says otherwise)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-integration: install ## Two real servers on MariaDB + Redis (both must be running)
+	$(PY) -m pytest -m integration -p no:cacheprovider $(PYTEST_ARGS)
 
 install: $(VENV)/.installed
 
@@ -44,6 +47,9 @@ schema: install ## Write the OpenAPI schema to openapi.yaml
 
 seed: install migrate ## Demo users and a conversation (idempotent)
 	$(PY) manage.py seed_demo
+
+listen: install ## Print live events: make listen EMAIL=alice@example.com PASSWORD=...
+	$(PY) manage.py listen --server http://127.0.0.1:$(PORT) --email "$(EMAIL)" $(if $(PASSWORD),--password "$(PASSWORD)")
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .pytest_cache node_modules

@@ -1,0 +1,74 @@
+"""
+A small command-line client of the WebSocket protocol: logs in, connects to /ws/
+and prints every event as it arrives (Ctrl-C to stop). Reconnects with backoff.
+
+    python manage.py listen --email alice@example.com --password ... [--server http://127.0.0.1:8000]
+"""
+import getpass
+import json
+import random
+import time
+import urllib.error
+import urllib.request
+
+from django.core.management.base import BaseCommand, CommandError
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+
+class Command(BaseCommand):
+    help = "Print live events for a user (WebSocket client example)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--server", default="http://127.0.0.1:8000", help="Base URL of the API server.")
+        parser.add_argument("--email", help="Log in with this email (asks for the password if not given).")
+        parser.add_argument("--password")
+        parser.add_argument("--token", help="An access JWT instead of email and password.")
+        parser.add_argument("--once", action="store_true", help="Exit when the connection closes (no reconnect).")
+
+    def handle(self, *args, server, email, password, token, once, **options):
+        server = server.rstrip("/")
+        if not token:
+            if not email:
+                raise CommandError("Give --email (and --password) or --token.")
+            token = self._login(server, email, password or getpass.getpass("Password: "))
+        ws_url = server.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/ws/"
+        delay = 1.0
+        while True:
+            try:
+                self._listen(ws_url, token)
+                delay = 1.0
+            except ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd else None
+                self.stderr.write(f"connection closed ({code})")
+                if code == 4401:
+                    raise CommandError("Not authenticated: the token is invalid or expired.")
+            except OSError as exc:
+                self.stderr.write(f"cannot connect: {exc}")
+            if once:
+                return
+            # Reconnect with jittered exponential backoff; then catch up over REST (?after=).
+            time.sleep(delay + random.random())
+            delay = min(delay * 2, 30.0)
+
+    def _login(self, server: str, email: str, password: str) -> str:
+        request = urllib.request.Request(
+            f"{server}/api/token/",
+            data=json.dumps({"email": email, "password": password}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.load(response)["access"]
+        except urllib.error.HTTPError as exc:
+            raise CommandError(f"Login failed ({exc.code}): {exc.read().decode(errors='replace')}")
+        except urllib.error.URLError as exc:
+            raise CommandError(f"Cannot reach {server}: {exc.reason}")
+
+    def _listen(self, ws_url: str, token: str) -> None:
+        with connect(ws_url, open_timeout=10) as socket:
+            socket.send(json.dumps({"type": "auth", "token": token}))
+            for frame in socket:
+                event = json.loads(frame)
+                self.stdout.write(json.dumps(event, ensure_ascii=False))
+                self.stdout.flush()
