@@ -173,7 +173,9 @@ SPECTACULAR_SETTINGS = {
         "`Authorization: Bearer <access>`), HTTP Basic (email:password) or the "
         "browser session. Every error has one JSON shape: "
         '`{"type": "validation_error"|"client_error"|"server_error", '
-        '"errors": [{"code", "detail", "attr"}]}`.'
+        '"errors": [{"code", "detail", "attr"}]}`. '
+        "Live events (new, edited and deleted messages, membership changes, read state, typing) "
+        "are pushed over the WebSocket endpoint `/ws/`; its protocol is in docs/websocket.md."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
