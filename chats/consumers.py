@@ -29,6 +29,8 @@ CLOSE_BAD_FRAME = 4400  # not JSON, or not an object with a "type", before authe
 CLOSE_UNAUTHORIZED = 4401  # missing, invalid or expired credentials, or none in time
 CLOSE_RATE_LIMITED = 4429  # kept sending typing frames far faster than allowed
 
+# channels-redis forgets group members after a day (group_expiry); re-join well before.
+GROUP_REFRESH_SECONDS = 3600
 TYPING_INTERVAL = 3.0  # seconds between typing events per conversation per socket
 TYPING_DROPS_BEFORE_CLOSE = 50
 
@@ -41,6 +43,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.typing_sent: dict[str, float] = {}
         self.typing_dropped = 0
         self.auth_deadline = None
+        self.group_refresher = None
         await self.accept()
         session_user = self.scope.get("user")
         if session_user is not None and session_user.is_authenticated and self._origin_allowed():
@@ -49,8 +52,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self.auth_deadline = asyncio.create_task(self._close_if_not_authenticated())
 
     async def disconnect(self, code):
-        if self.auth_deadline is not None:
-            self.auth_deadline.cancel()
+        for task in (self.auth_deadline, self.group_refresher):
+            if task is not None:
+                task.cancel()
         if self.user is not None:
             await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
 
@@ -73,7 +77,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if self.auth_deadline is not None:
             self.auth_deadline.cancel()
         await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
+        self.group_refresher = asyncio.create_task(self._keep_group_membership())
         await self.send_json({"type": "auth.ok", "user_id": str(user.pk)})
+
+    async def _keep_group_membership(self):
+        while True:
+            await asyncio.sleep(GROUP_REFRESH_SECONDS)
+            await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
 
     # --- frames from the client ----------------------------------------------------------
     async def receive(self, text_data=None, bytes_data=None):

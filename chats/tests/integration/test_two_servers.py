@@ -1,0 +1,460 @@
+"""
+Two real server processes sharing MariaDB and Redis: an event caused over REST on one
+server reaches a WebSocket held by the other, and stops once its user is removed.
+
+Needs MariaDB (or MySQL) and Redis running; nothing here uses the in-process Django or the
+pytest-django test database. Environment (all optional):
+
+    INTEGRATION_DATABASE_URL   whole database URL (mysql://user:pass@host:port/name);
+                               the database is DROPPED, created afresh and dropped again.
+    INTEGRATION_MYSQL_DB       database name when the URL is not given (default messaging_it;
+                               root without password on 127.0.0.1:3306).
+    INTEGRATION_REDIS_URL      Redis database for the channel layer, FLUSHED before and after
+                               (default redis://127.0.0.1:6379/5).
+    INTEGRATION_SERVER_TIMEOUT seconds each server has to answer GET /api/ (default 30).
+
+Run: pytest -m integration chats/tests/integration
+"""
+import contextlib
+import json
+import os
+import queue
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
+AUTH_TIMEOUT = 1.0  # WS_AUTH_TIMEOUT given to the servers
+EVENT_TIMEOUT = 5.0  # an event must arrive within this many seconds
+SILENCE = 2.0  # how long a removed participant is watched for stray events
+PASSWORD = "Integration-Pass-7319!"
+MYSQL_SCHEMES = {"mysql", "mysql2", "mysqlgis"}
+
+# Plain HTTP to 127.0.0.1, whatever proxy the environment configures.
+_http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+# --- the servers ---------------------------------------------------------------------------
+@dataclass
+class Server:
+    name: str
+    port: int
+    log_path: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/"
+
+
+@dataclass
+class Cluster:
+    """A fresh database and Redis db, migrated, and two servers on them."""
+
+    database_url: str
+    redis_url: str
+    tmp: Path
+    servers: list[Server] = field(default_factory=list)
+    database_created: bool = False
+    # One key for both servers: a JWT issued by one must be valid on the other.
+    secret_key: str = field(default_factory=lambda: f"integration-{uuid.uuid4().hex}{uuid.uuid4().hex}")
+
+    # -- setup --
+    def env(self) -> dict:
+        # Nothing from the caller's Django configuration leaks in (pytest-django sets
+        # DJANGO_SETTINGS_MODULE to the test settings; the Makefile exports DJANGO_DEBUG=1).
+        settings_vars = {"DATABASE_URL", "REDIS_URL", "WS_AUTH_TIMEOUT", "JWT_ACCESS_MINUTES", "JWT_REFRESH_DAYS"}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_") and k not in settings_vars}
+        env.update(
+            DJANGO_SETTINGS_MODULE="messaging_app.settings",
+            DJANGO_DEBUG="0",  # production-like
+            DJANGO_SECRET_KEY=self.secret_key,
+            DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+            DJANGO_LOG_LEVEL="INFO",
+            DATABASE_URL=self.database_url,
+            REDIS_URL=self.redis_url,
+            WS_AUTH_TIMEOUT=str(AUTH_TIMEOUT),
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def start(self) -> None:
+        self.reset_database()
+        self.database_created = True
+        flush_redis(self.redis_url)
+        migrate = subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+            cwd=ROOT,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if migrate.returncode != 0:
+            raise RuntimeError(f"migrate failed ({migrate.returncode}):\n{migrate.stdout}{migrate.stderr}")
+        for number in (1, 2):
+            server = Server(f"server{number}", free_port(), self.tmp / f"server{number}.log")
+            self.servers.append(server)
+            with open(server.log_path, "wb") as log:
+                server.process = subprocess.Popen(
+                    [
+                        sys.executable, "-m", "uvicorn", "messaging_app.asgi:application",
+                        "--host", "127.0.0.1", "--port", str(server.port),
+                        "--lifespan", "off", "--timeout-graceful-shutdown", "5",
+                    ],
+                    cwd=ROOT,
+                    env=self.env(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+        timeout = float(os.environ.get("INTEGRATION_SERVER_TIMEOUT", "30"))
+        for server in self.servers:
+            self.wait_until_answering(server, timeout)
+
+    def wait_until_answering(self, server: Server, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if server.process.poll() is not None:
+                raise RuntimeError(
+                    f"{server.name} exited ({server.process.returncode}) before answering:\n{self.log_text(server)}"
+                )
+            try:
+                with _http.open(server.base_url + "/api/", timeout=2):
+                    return
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500:  # 401 without credentials: it answers
+                    return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{server.name} did not answer within {timeout}s:\n{self.log_text(server)}")
+            time.sleep(0.2)
+
+    # -- database and Redis --
+    def mysql(self, database: str | None = None):
+        import MySQLdb
+
+        parts = urlsplit(self.database_url)
+        options = dict(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 3306,
+            user=unquote(parts.username or "root"),
+            passwd=unquote(parts.password or ""),
+            charset="utf8mb4",
+            connect_timeout=10,
+        )
+        if database:
+            options["db"] = database
+        return MySQLdb.connect(**options)
+
+    @property
+    def database_name(self) -> str:
+        return database_name(self.database_url)
+
+    def reset_database(self) -> None:
+        connection = self.mysql()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(f"DROP DATABASE IF EXISTS `{self.database_name}`")
+            cursor.execute(
+                f"CREATE DATABASE `{self.database_name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
+        finally:
+            connection.close()
+
+    def drop_database(self) -> None:
+        connection = self.mysql()
+        try:
+            connection.cursor().execute(f"DROP DATABASE IF EXISTS `{self.database_name}`")
+        finally:
+            connection.close()
+
+    # -- teardown and logs --
+    def stop(self) -> None:
+        errors = []
+        for server in self.servers:
+            process = server.process
+            if process is None or process.poll() is not None:
+                continue
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        if self.database_created:
+            try:
+                self.drop_database()
+            except Exception as exc:  # keep tearing down
+                errors.append(f"dropping {self.database_name}: {exc!r}")
+        try:
+            flush_redis(self.redis_url)
+        except Exception as exc:
+            errors.append(f"flushing {self.redis_url}: {exc!r}")
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if errors:
+            print("integration teardown:", *errors, sep="\n  ", file=sys.stderr)
+
+    def log_text(self, server: Server) -> str:
+        try:
+            return server.log_path.read_text(errors="replace") or "(empty)"
+        except OSError as exc:
+            return f"(no log: {exc})"
+
+    def logs(self):
+        for server in self.servers:
+            yield f"{server.name} (port {server.port})", self.log_text(server)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_name(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in MYSQL_SCHEMES:
+        raise RuntimeError(f"INTEGRATION_DATABASE_URL must be a MySQL/MariaDB URL, not {parts.scheme}://")
+    name = unquote(parts.path.lstrip("/"))
+    if not re.fullmatch(r"\w{1,64}", name):
+        raise RuntimeError(f"refusing database name {name!r}: letters, digits and _ only")
+    return name
+
+
+def flush_redis(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=10)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    database_url = os.environ.get("INTEGRATION_DATABASE_URL") or (
+        f"mysql://root@127.0.0.1:3306/{os.environ.get('INTEGRATION_MYSQL_DB') or 'messaging_it'}"
+    )
+    database_name(database_url)  # validate before touching anything
+    cluster = Cluster(
+        database_url=database_url,
+        redis_url=os.environ.get("INTEGRATION_REDIS_URL") or "redis://127.0.0.1:6379/5",
+        tmp=Path(tempfile.mkdtemp(prefix="messaging_app-it-")),
+    )
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+# --- clients -------------------------------------------------------------------------------
+def api(server: Server, method: str, path: str, body=None, token: str | None = None, expect: int | None = None):
+    """One REST call; returns (status, decoded JSON or None), asserting the status if given."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(server.base_url + path, data=data, method=method)
+    request.add_header("Accept", "application/json")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with _http.open(request, timeout=30) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    try:
+        payload = json.loads(raw) if raw else None
+    except ValueError:
+        payload = raw[:500]
+    if expect is not None:
+        assert status == expect, f"{method} {server.name}{path}: {status} {payload}"
+    return status, payload
+
+
+def register(server: Server, first_name: str) -> dict:
+    email = f"{first_name.lower()}@example.com"
+    _, user = api(
+        server,
+        "POST",
+        "/api/users/",
+        {"email": email, "password": PASSWORD, "first_name": first_name, "last_name": "Tester"},
+        expect=201,
+    )
+    _, tokens = api(server, "POST", "/api/token/", {"email": email, "password": PASSWORD}, expect=200)
+    return {"user_id": user["user_id"], "token": tokens["access"], "name": first_name}
+
+
+CLOSED = {"type": "(socket closed)"}
+
+
+class LiveSocket:
+    """A real WebSocket client (a context manager); a thread timestamps each frame as it arrives."""
+
+    def __init__(self, server: Server, label: str):
+        self.server = server
+        self.label = f"{label}@{server.name}"
+        self.frames: queue.Queue = queue.Queue()
+        self.stack = contextlib.ExitStack()
+
+    def __enter__(self):
+        self.ws = self.stack.enter_context(connect(self.server.ws_url, proxy=None, open_timeout=10, close_timeout=2))
+        self.reader = threading.Thread(target=self._read, name=f"ws-{self.label}", daemon=True)
+        self.reader.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stack.close()
+        self.reader.join(timeout=5)
+
+    def _read(self):
+        try:
+            for raw in self.ws:
+                self.frames.put((time.monotonic(), json.loads(raw)))
+        except ConnectionClosed:
+            pass
+        finally:
+            self.frames.put((time.monotonic(), CLOSED))
+
+    def send(self, payload: dict) -> None:
+        self.ws.send(json.dumps(payload))
+
+    def wait_for(self, wanted, timeout: float = EVENT_TIMEOUT, skip=lambda frame: False):
+        """(arrival time, frame) of the first frame matching `wanted`; others must match `skip`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                arrived, frame = self.frames.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"{self.label}: no matching frame within {timeout}s") from None
+            if frame is CLOSED:
+                raise AssertionError(f"{self.label}: socket closed ({self.ws.close_code}) while waiting")
+            if wanted(frame):
+                return arrived, frame
+            assert skip(frame), f"{self.label}: unexpected frame {frame}"
+
+    def collect(self, duration: float) -> list[dict]:
+        """Every frame that arrives within `duration` seconds."""
+        deadline = time.monotonic() + duration
+        frames = []
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                frames.append(self.frames.get(timeout=left)[1])
+            except queue.Empty:
+                break
+        return frames
+
+    def authenticate(self, user: dict) -> None:
+        self.send({"type": "auth", "token": user["token"]})
+        _, frame = self.wait_for(lambda f: True)
+        assert frame == {"type": "auth.ok", "user_id": user["user_id"]}, frame
+
+
+def is_type(kind: str, **fields):
+    return lambda frame: frame.get("type") == kind and all(frame.get(k) == v for k, v in fields.items())
+
+
+def message_created(message_id: str):
+    return lambda frame: frame.get("type") == "message.created" and frame["message"]["message_id"] == message_id
+
+
+def about_conversation(frame: dict) -> bool:
+    return frame.get("type", "").startswith("conversation.")
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+# --- tests ---------------------------------------------------------------------------------
+def test_events_cross_servers_and_stop_after_removal(cluster):
+    one, two = cluster.servers  # sockets on one, REST on two
+    alice, bob, carol = (register(two, name) for name in ("Alice", "Bob", "Carol"))
+    _, conversation = api(
+        two, "POST", "/api/conversations/", {"participants": [bob["user_id"], carol["user_id"]]},
+        token=alice["token"], expect=201,
+    )
+    conversation_id = conversation["conversation_id"]
+    messages_path = f"/api/conversations/{conversation_id}/messages/"
+
+    with LiveSocket(one, "bob") as bob_socket, LiveSocket(one, "carol") as carol_socket:
+        bob_socket.authenticate(bob)
+        carol_socket.authenticate(carol)
+
+        # A message sent over REST on server 2 reaches bob's socket on server 1.
+        started = time.monotonic()
+        _, first = api(two, "POST", messages_path, {"message_body": "hello from server 2"},
+                       token=alice["token"], expect=201)
+        answered = time.monotonic()
+        arrived, frame = bob_socket.wait_for(message_created(first["message_id"]), skip=about_conversation)
+        assert frame["conversation_id"] == conversation_id
+        assert frame["message"]["message_body"] == "hello from server 2"
+        assert frame["message"]["sender"]["user_id"] == alice["user_id"]
+        carol_socket.wait_for(message_created(first["message_id"]), skip=about_conversation)
+        print(
+            f"\n[integration] message.created server2 REST -> server1 socket: {ms(arrived - started)} "
+            f"after the POST started (POST round trip {ms(answered - started)})"
+        )
+
+        # The creator removes bob (REST on server 2): bob's socket is told so.
+        started = time.monotonic()
+        api(two, "DELETE", f"/api/conversations/{conversation_id}/participants/{bob['user_id']}/",
+            token=alice["token"], expect=204)
+        arrived, _ = bob_socket.wait_for(
+            is_type("conversation.removed", conversation_id=conversation_id), skip=about_conversation
+        )
+        print(f"[integration] conversation.removed to bob: {ms(arrived - started)}")
+        # Carol, still in, hears that the participants changed.
+        _, updated = carol_socket.wait_for(is_type("conversation.updated", conversation_id=conversation_id))
+        assert bob["user_id"] not in {p["user_id"] for p in updated["conversation"]["participants"]}
+
+        # The next message reaches carol (delivery still works) but not bob.
+        started = time.monotonic()
+        _, second = api(two, "POST", messages_path, {"message_body": "bob is gone"},
+                        token=alice["token"], expect=201)
+        arrived, _ = carol_socket.wait_for(message_created(second["message_id"]), skip=about_conversation)
+        print(f"[integration] message.created to carol after bob's removal: {ms(arrived - started)}")
+
+        # Bob is in no other conversation: nothing at all may reach him now.
+        assert bob_socket.collect(SILENCE) == []
+        bob_socket.send({"type": "ping"})  # and his socket is alive, so his silence means something
+        bob_socket.wait_for(is_type("pong"), timeout=EVENT_TIMEOUT)
+
+    # And REST agrees, on the other server: bob has lost access.
+    api(one, "GET", messages_path, token=bob["token"], expect=404)
+
+
+def test_unauthenticated_socket_is_closed_with_4401(cluster):
+    one = cluster.servers[0]
+    with connect(one.ws_url, proxy=None, open_timeout=10, close_timeout=2) as ws:
+        opened = time.monotonic()
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=AUTH_TIMEOUT + 5)
+        elapsed = time.monotonic() - opened
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401, closed.value
+    print(f"\n[integration] unauthenticated socket closed with 4401 after {ms(elapsed)} (timeout {AUTH_TIMEOUT}s)")
+    assert AUTH_TIMEOUT * 0.5 <= elapsed <= AUTH_TIMEOUT + 2
