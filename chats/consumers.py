@@ -10,13 +10,14 @@ of every conversation the user is in (see chats/events.py). Clients may send
 import asyncio
 import json
 import time
+from collections import deque
 from urllib.parse import urlparse
+from uuid import UUID
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.http.request import validate_host
+from django.http.request import split_domain_port, validate_host
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -32,7 +33,10 @@ CLOSE_RATE_LIMITED = 4429  # kept sending typing frames far faster than allowed
 # channels-redis forgets group members after a day (group_expiry); re-join well before.
 GROUP_REFRESH_SECONDS = 3600
 TYPING_INTERVAL = 3.0  # seconds between typing events per conversation per socket
+# Dropped typing frames (too early, or for a conversation that is not yours) tolerated
+# within TYPING_FLOOD_WINDOW seconds before the socket is closed with 4429.
 TYPING_DROPS_BEFORE_CLOSE = 50
+TYPING_FLOOD_WINDOW = 10.0
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
@@ -40,8 +44,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self):
         self.user = None
-        self.typing_sent: dict[str, float] = {}
-        self.typing_dropped = 0
+        self.typing_sent: dict[UUID, float] = {}
+        self.typing_drops: deque[float] = deque()
         self.auth_deadline = None
         self.group_refresher = None
         await self.accept()
@@ -69,8 +73,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if origin is None:
             return True
         origin = origin.decode("latin1")
-        host = urlparse(origin).netloc
-        return validate_host(host, settings.ALLOWED_HOSTS) or origin in settings.CORS_ALLOWED_ORIGINS
+        host, _port = split_domain_port(urlparse(origin).netloc)  # ALLOWED_HOSTS carry no port
+        return bool(host) and validate_host(host, settings.ALLOWED_HOSTS) or origin in settings.CORS_ALLOWED_ORIGINS
 
     async def _authenticated(self, user: User):
         self.user = user
@@ -132,36 +136,44 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return None
         return User.objects.filter(pk=user_id, is_active=True).first()
 
-    async def _typing(self, conversation_id):
-        key = str(conversation_id)
+    async def _typing(self, raw_conversation_id):
         now = time.monotonic()
-        if now - self.typing_sent.get(key, -TYPING_INTERVAL) < TYPING_INTERVAL:
-            self.typing_dropped += 1
-            if self.typing_dropped > TYPING_DROPS_BEFORE_CLOSE:
-                await self.close(code=CLOSE_RATE_LIMITED)
+        try:
+            conversation_id = UUID(str(raw_conversation_id))
+        except ValueError:
+            conversation_id = None
+        last_sent = self.typing_sent.get(conversation_id, -TYPING_INTERVAL)
+        if conversation_id is not None and now - last_sent < TYPING_INTERVAL:
+            await self._typing_dropped(now)
             return
-        self.typing_sent[key] = now
-        others = await self._other_participants(conversation_id)
+        others = await self._other_participants(conversation_id) if conversation_id else None
         if others is None:
             await self._error("not_found", "No conversation of yours has this id.")
+            await self._typing_dropped(now)
             return
+        self.typing_sent = {k: t for k, t in self.typing_sent.items() if now - t < TYPING_INTERVAL}
+        self.typing_sent[conversation_id] = now
         payload = {
             "type": "typing",
-            "conversation_id": key,
+            "conversation_id": str(conversation_id),
             "user": as_plain_json(UserSummarySerializer(self.user).data),
         }
         for user_id in others:
             await self.channel_layer.group_send(user_group(user_id), {"type": "chat.event", "payload": payload})
 
+    async def _typing_dropped(self, now: float):
+        self.typing_drops.append(now)
+        while self.typing_drops and now - self.typing_drops[0] > TYPING_FLOOD_WINDOW:
+            self.typing_drops.popleft()
+        if len(self.typing_drops) > TYPING_DROPS_BEFORE_CLOSE:
+            await self.close(code=CLOSE_RATE_LIMITED)
+
     @database_sync_to_async
     def _other_participants(self, conversation_id):
         """The other participants, or None if the user is not in this conversation."""
-        try:
-            members = set(
-                ConversationMembership.objects.filter(conversation_id=conversation_id).values_list("user_id", flat=True)
-            )
-        except (ValueError, TypeError, ValidationError):
-            return None
+        members = set(
+            ConversationMembership.objects.filter(conversation_id=conversation_id).values_list("user_id", flat=True)
+        )
         if self.user.pk not in members:
             return None
         return members - {self.user.pk}
