@@ -91,6 +91,8 @@ class Cluster:
             DJANGO_DEBUG="0",  # production-like
             DJANGO_SECRET_KEY=self.secret_key,
             DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+            # Plain HTTP on loopback: no TLS-terminating proxy in front of these servers.
+            DJANGO_SECURE_SSL_REDIRECT="0",
             DJANGO_LOG_LEVEL="INFO",
             DATABASE_URL=self.database_url,
             REDIS_URL=self.redis_url,

@@ -1,0 +1,23 @@
+"""
+gunicorn settings for production: gunicorn manages uvicorn workers that serve the ASGI
+application (HTTP and WebSockets). Everything comes from the environment.
+
+    gunicorn messaging_app.asgi:application     # reads this file from the working directory
+"""
+import multiprocessing
+import os
+
+bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
+workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1))
+worker_class = "uvicorn_worker.UvicornWorker"
+# Seconds a worker may stay silent before it is restarted, and the grace period on
+# SIGTERM for in-flight requests (Kubernetes waits terminationGracePeriodSeconds).
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "25"))
+keepalive = 5
+# The app writes one line per request with a request id; no separate access log.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# Proxies whose X-Forwarded-* headers are trusted (the ingress/load balancer).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
