@@ -155,6 +155,11 @@ class UserRegisterSerializer(serializers.Serializer):
         return attrs
 
 
+class PasswordChangeSerializer(serializers.Serializer):
+    current_password = StrictCharField(write_only=True, max_length=128, trim_whitespace=False)
+    new_password = StrictCharField(write_only=True, max_length=128, trim_whitespace=False)
+
+
 class NestedMessageCreateSerializer(serializers.Serializer):
     """A message inside a conversation: only its text; the sender is you."""
 
@@ -231,7 +236,3 @@ class UserSearchQuerySerializer(serializers.Serializer):
 class TokenPairResponseSerializer(serializers.Serializer):
     access = serializers.CharField(read_only=True, help_text="Access JWT: send as `Authorization: Bearer <access>`.")
     refresh = serializers.CharField(read_only=True, help_text="Refresh JWT: trade for a new access token.")
-
-
-class TokenAccessResponseSerializer(serializers.Serializer):
-    access = serializers.CharField(read_only=True, help_text="A new access JWT.")

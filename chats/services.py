@@ -62,6 +62,24 @@ def user_register(
     return user
 
 
+@transaction.atomic
+def user_change_password(*, user: User, current_password: str, new_password: str) -> None:
+    """Checks the current password, validates the new one, and logs out every refresh token."""
+    from django.contrib.auth.password_validation import validate_password
+    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+    if not user.check_password(current_password):
+        raise ValidationError({"current_password": ["The current password is not correct."]})
+    try:
+        validate_password(new_password, user=user)
+    except ValidationError as exc:
+        raise ValidationError({"new_password": exc.messages})
+    user.set_password(new_password)
+    user.save(update_fields=["password"])
+    outstanding = OutstandingToken.objects.filter(user=user).exclude(blacklistedtoken__isnull=False)
+    BlacklistedToken.objects.bulk_create([BlacklistedToken(token=token) for token in outstanding])
+
+
 def _active_users(user_ids: Sequence[UUID], field: str = "participants") -> list[User]:
     users = list(User.objects.filter(pk__in=user_ids, is_active=True))
     missing = set(user_ids) - {u.pk for u in users}

@@ -8,7 +8,9 @@ DRF errors are formatted by drf-standardized-errors; this module adds the
 conversions it does not know about and JSON versions of Django's 404/500 pages.
 """
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from drf_standardized_errors.handler import ExceptionHandler
 from rest_framework import exceptions
@@ -16,8 +18,28 @@ from rest_framework.serializers import as_serializer_error
 from rest_framework_simplejwt.exceptions import InvalidToken
 
 
+class ServiceUnavailable(exceptions.APIException):
+    status_code = 503
+    default_detail = "The service is temporarily unavailable. Try again shortly."
+    default_code = "service_unavailable"
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = 413
+    default_detail = "The request body is too large."
+    default_code = "request_too_large"
+
+
 class ApiExceptionHandler(ExceptionHandler):
     def convert_known_exceptions(self, exc: Exception) -> Exception:
+        # The database is down or unreachable: a retryable 503, not a 500. Any open
+        # transaction was rolled back, so nothing is half-written.
+        if isinstance(exc, (OperationalError, InterfaceError)):
+            unavailable = ServiceUnavailable()
+            unavailable.wait = 5
+            return unavailable
+        if isinstance(exc, RequestDataTooBig):
+            return RequestTooLarge()
         # Services validate models with full_clean(); their errors are client errors.
         if isinstance(exc, DjangoValidationError):
             return exceptions.ValidationError(as_serializer_error(exc))
@@ -38,6 +60,10 @@ class ApiExceptionHandler(ExceptionHandler):
 
 def error_body(error_type: str, code: str, detail: str) -> dict:
     return {"type": error_type, "errors": [{"code": code, "detail": detail, "attr": None}]}
+
+
+def error_response(status: int, error_type: str, code: str, detail: str) -> JsonResponse:
+    return JsonResponse(error_body(error_type, code, detail), status=status)
 
 
 def not_found(request, exception=None):

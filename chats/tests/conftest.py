@@ -46,3 +46,13 @@ def client_for():
 def conversation(alice, bob):
     """Alice and Bob, with two messages from Alice."""
     return make_conversation(alice, bob, messages=("first", "second"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Throttle counters live in the cache; each test starts from zero."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

@@ -1,8 +1,20 @@
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from django.contrib.auth import get_user_model
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from drf_standardized_errors.openapi_serializers import ErrorResponse401Serializer
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework_simplejwt import serializers as jwt_serializers
 from rest_framework_simplejwt import views as jwt_views
 
-from chats.serializers import TokenAccessResponseSerializer, TokenPairResponseSerializer
+from chats.serializers import TokenPairResponseSerializer
+from chats.throttles import LoginRateThrottle
+
+
+class RefreshSerializer(jwt_serializers.TokenRefreshSerializer):
+    def validate(self, attrs):
+        try:
+            return super().validate(attrs)
+        except get_user_model().DoesNotExist:  # the account was deleted since
+            raise AuthenticationFailed("No active account found for the given token.", "no_active_account")
 
 
 @extend_schema_view(
@@ -12,14 +24,30 @@ from chats.serializers import TokenAccessResponseSerializer, TokenPairResponseSe
     )
 )
 class TokenObtainView(jwt_views.TokenObtainPairView):
-    pass
+    throttle_classes = [LoginRateThrottle]
 
 
 @extend_schema_view(
     post=extend_schema(
-        summary="Trade a refresh token for a new access token",
-        responses={200: TokenAccessResponseSerializer, 401: ErrorResponse401Serializer},
+        summary="Trade a refresh token for a new pair",
+        description=(
+            "Refresh tokens rotate: the response carries a new `refresh` as well as a new `access`, "
+            "and the refresh token you sent is blacklisted (using it again is a 401)."
+        ),
+        responses={200: TokenPairResponseSerializer, 401: ErrorResponse401Serializer},
     )
 )
 class TokenRefreshView(jwt_views.TokenRefreshView):
-    pass
+    serializer_class = RefreshSerializer
+    throttle_classes = [LoginRateThrottle]
+
+
+@extend_schema_view(
+    post=extend_schema(
+        summary="Log out: blacklist a refresh token",
+        description="The refresh token can no longer be used. Access tokens expire on their own (15 minutes).",
+        responses={200: OpenApiResponse(description="Blacklisted."), 401: ErrorResponse401Serializer},
+    )
+)
+class TokenBlacklistView(jwt_views.TokenBlacklistView):
+    throttle_classes = [LoginRateThrottle]

@@ -16,6 +16,7 @@ from chats.serializers import (
     ParticipantAddSerializer,
     ReadStateSerializer,
 )
+from chats.throttles import SendRateThrottle
 from chats.views.base import ScopedViewSet
 
 
@@ -48,6 +49,12 @@ class ConversationViewSet(
 
     def scoped_queryset(self):
         return selectors.conversation_list_for_user(user=self.request.user)
+
+    def get_throttles(self):
+        throttles = super().get_throttles()
+        if self.action == "create":
+            throttles.append(SendRateThrottle())
+        return throttles
 
     def respond(self, conversation: Conversation, status_code: int = status.HTTP_200_OK) -> Response:
         fresh = self.get_queryset().get(pk=conversation.pk)

@@ -15,6 +15,7 @@ from chats.serializers import (
     MessageUpdateSerializer,
     MessageVersionSerializer,
 )
+from chats.throttles import SendRateThrottle
 from chats.views.base import ScopedViewSet
 
 # Query parameters that do not change which messages a timeline holds.
@@ -50,6 +51,12 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
     def known_count(self) -> int | None:
         """The timeline's size without COUNT(*), when a conversation's count is known."""
         return None
+
+    def get_throttles(self):
+        throttles = super().get_throttles()
+        if self.action == "create":
+            throttles.append(SendRateThrottle())
+        return throttles
 
     def send(self, conversation: Conversation, data: dict) -> Response:
         message, created = services.message_send(

@@ -1,5 +1,6 @@
+from django.contrib.auth import update_session_auth_hash
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -7,12 +8,14 @@ from rest_framework.response import Response
 from chats import selectors, services
 from chats.models import User
 from chats.serializers import (
+    PasswordChangeSerializer,
     UserMeSerializer,
     UserProfileSerializer,
     UserRegisterSerializer,
     UserSearchQuerySerializer,
     UserSummarySerializer,
 )
+from chats.throttles import RegisterRateThrottle
 from chats.views.base import ScopedViewSet
 
 
@@ -46,6 +49,11 @@ class UserViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, ScopedViewSet)
             return [permissions.AllowAny()]
         return super().get_permissions()
 
+    def get_throttles(self):
+        if self.action == "create":
+            return [RegisterRateThrottle()]
+        return super().get_throttles()
+
     def get_serializer_class(self):
         if self.action == "create":
             return UserRegisterSerializer
@@ -70,3 +78,20 @@ class UserViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, ScopedViewSet)
         user = request.user
         user.unread_count = selectors.unread_total_for_user(user=user)
         return Response(UserMeSerializer(user).data)
+
+    @extend_schema(
+        summary="Change your password",
+        description=(
+            "Needs the current password. Every refresh token issued before is blacklisted, so other "
+            "devices must log in again; this browser session stays logged in."
+        ),
+        request=PasswordChangeSerializer,
+        responses={204: OpenApiResponse(description="Changed.")},
+    )
+    @action(detail=False, methods=["post"], url_path="me/password")
+    def change_password(self, request):
+        serializer = PasswordChangeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.user_change_password(user=request.user, **serializer.validated_data)
+        update_session_auth_hash(request._request, request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
