@@ -236,3 +236,8 @@ class UserSearchQuerySerializer(serializers.Serializer):
 class TokenPairResponseSerializer(serializers.Serializer):
     access = serializers.CharField(read_only=True, help_text="Access JWT: send as `Authorization: Bearer <access>`.")
     refresh = serializers.CharField(read_only=True, help_text="Refresh JWT: trade for a new access token.")
+
+
+class PingSerializer(serializers.Serializer):
+    status = serializers.CharField(read_only=True)
+    user_id = serializers.UUIDField(read_only=True)

@@ -1,3 +1,4 @@
+from django.urls import path
 from rest_framework.routers import DefaultRouter, SimpleRouter
 from rest_framework_nested.routers import NestedSimpleRouter
 
@@ -24,4 +25,4 @@ conversation_router.register(
     "messages", views.ConversationMessageViewSet, basename="conversation-message"
 )
 
-urlpatterns = router.urls + conversation_router.urls
+urlpatterns = [path("ping/", views.ping, name="ping")] + router.urls + conversation_router.urls

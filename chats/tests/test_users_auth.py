@@ -429,3 +429,13 @@ def test_invalid_jwt_is_one_clean_401_error(api):
     assert len(body["errors"]) == 1 and body["errors"][0]["attr"] is None
     body = assert_error(api.post("/api/token/refresh/", {"refresh": "garbage"}, format="json"), 401)
     assert body["errors"] == [{"code": "token_not_valid", "detail": "The token is invalid or expired.", "attr": None}]
+
+
+@pytest.mark.django_db
+def test_ping_answers_who_you_are_with_no_query_beyond_auth(alice, client_for, api, django_assert_num_queries):
+    """GET /api/ping/ needs authentication and does no database work of its own."""
+    client = client_for(alice)
+    with django_assert_num_queries(0):
+        response = client.get("/api/ping/")
+    assert response.json() == {"status": "ok", "user_id": str(alice.pk)}
+    assert_error(api.get("/api/ping/"), 401)

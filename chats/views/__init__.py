@@ -2,7 +2,7 @@
 Thin views: querysets come from selectors, writes go to services, and
 authorization is checked where a path or payload names a conversation.
 """
-from chats.views.auth import TokenBlacklistView, TokenObtainView, TokenRefreshView
+from chats.views.auth import TokenBlacklistView, TokenObtainView, TokenRefreshView, ping
 from chats.views.conversations import ConversationViewSet
 from chats.views.messages import ConversationMessageViewSet, MessageViewSet
 from chats.views.users import UserViewSet
@@ -15,4 +15,5 @@ __all__ = [
     "TokenObtainView",
     "TokenRefreshView",
     "UserViewSet",
+    "ping",
 ]

@@ -1,11 +1,13 @@
 from django.contrib.auth import get_user_model
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from drf_standardized_errors.openapi_serializers import ErrorResponse401Serializer
+from rest_framework.decorators import api_view
 from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.response import Response
 from rest_framework_simplejwt import serializers as jwt_serializers
 from rest_framework_simplejwt import views as jwt_views
 
-from chats.serializers import TokenPairResponseSerializer
+from chats.serializers import PingSerializer, TokenPairResponseSerializer
 from chats.throttles import LoginRateThrottle
 
 
@@ -51,3 +53,16 @@ class TokenRefreshView(jwt_views.TokenRefreshView):
 )
 class TokenBlacklistView(jwt_views.TokenBlacklistView):
     throttle_classes = [LoginRateThrottle]
+
+
+@extend_schema(
+    summary="Check your credentials",
+    description=(
+        "Answers who you are, with no database work beyond authentication: a cheap way for a client "
+        "to test a token, and the floor the benchmark compares every endpoint against."
+    ),
+    responses={200: PingSerializer},
+)
+@api_view(["GET"])
+def ping(request):
+    return Response({"status": "ok", "user_id": str(request.user.pk)})
