@@ -19,5 +19,7 @@ keepalive = 5
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# No runtime control socket: nothing uses it, and the container's filesystem is read-only.
+control_socket_disable = True
 # Proxies whose X-Forwarded-* headers are trusted (the ingress/load balancer).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

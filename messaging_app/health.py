@@ -18,8 +18,8 @@ def _database_ready() -> bool:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         return True
-    except Exception:  # any driver error means "not ready"
-        logger.warning("readyz: database unreachable", exc_info=True)
+    except Exception as exc:  # any driver error means "not ready"
+        logger.warning("readyz: database unreachable: %s", exc)
         return False
 
 
@@ -31,8 +31,8 @@ def _redis_ready() -> bool:
     try:
         client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
         return bool(client.ping())
-    except redis.RedisError:
-        logger.warning("readyz: redis unreachable", exc_info=True)
+    except redis.RedisError as exc:
+        logger.warning("readyz: redis unreachable: %s", exc)
         return False
 
 

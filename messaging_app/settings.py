@@ -7,6 +7,7 @@ off) refuses to start without `DJANGO_SECRET_KEY`.
 
 Every variable is listed in the README ("Configuration").
 """
+import importlib.util
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,9 +16,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# Settings come from the real environment only (a `.env` file belongs to docker compose).
 env = environ.Env()
-# A local `.env` file is optional; real environment variables win over it.
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
@@ -37,8 +37,6 @@ ALLOWED_HOSTS = env.list(
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    # First, so `runserver` serves the ASGI application (HTTP and WebSockets).
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -74,6 +72,11 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+if DEBUG and importlib.util.find_spec("daphne"):
+    # Development only (requirements-dev.txt): `runserver` then serves the ASGI application,
+    # HTTP and WebSockets. Production uses gunicorn + uvicorn, without Twisted.
+    INSTALLED_APPS.insert(0, "daphne")
 
 ROOT_URLCONF = "messaging_app.urls"
 
@@ -112,6 +115,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers take the lock when their transaction starts and wait for each other
     # (up to 20 s) instead of failing with "database is locked" mid-transaction.
     DATABASES["default"].setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})
+# Keep 0 under ASGI (gunicorn + uvicorn): each request's sync code runs in its own thread,
+# so persistent connections would accumulate rather than be reused.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=0)
 # Reused connections are checked before each request, so service resumes by itself
 # after a database restart.
