@@ -2,20 +2,43 @@
 Query-string filters. Ids are matched as plain UUIDs (never validated against
 other people's data), so a filter cannot reveal whether something exists.
 """
+from datetime import timedelta, timezone
+
 import django_filters
 from rest_framework import filters, serializers
 
 from chats.models import Conversation, Message
 
 
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """An ISO 8601 bound, turned into UTC here so no database sees an out-of-range value."""
+
+    def __init__(self, *args, param: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.param = param
+
+    def filter(self, qs, value):
+        if value is not None:
+            try:
+                # Offsets past +-16h and years pushed outside 1..9999 break database adapters.
+                if abs(value.utcoffset() or timedelta(0)) >= timedelta(hours=16):
+                    raise OverflowError
+                value = value.astimezone(timezone.utc)
+            except OverflowError:
+                raise serializers.ValidationError({self.param: ["Date and time out of range."]})
+        return super().filter(qs, value)
+
+
 class ConversationFilter(django_filters.FilterSet):
     participant = django_filters.UUIDFilter(
         field_name="memberships__user_id", label="Only conversations this user_id takes part in."
     )
-    created_after = django_filters.IsoDateTimeFilter(
+    created_after = UtcDateTimeFilter(
+        param="created_after",
         field_name="created_at", lookup_expr="gte", label="Created at or after (ISO 8601)."
     )
-    created_before = django_filters.IsoDateTimeFilter(
+    created_before = UtcDateTimeFilter(
+        param="created_before",
         field_name="created_at", lookup_expr="lt", label="Created before (ISO 8601)."
     )
 
@@ -30,10 +53,12 @@ class MessageFilter(django_filters.FilterSet):
     parent_message = django_filters.UUIDFilter(
         field_name="parent_message_id", label="Only replies to this message_id."
     )
-    sent_after = django_filters.IsoDateTimeFilter(
+    sent_after = UtcDateTimeFilter(
+        param="sent_after",
         field_name="sent_at", lookup_expr="gte", label="Sent at or after (ISO 8601)."
     )
-    sent_before = django_filters.IsoDateTimeFilter(
+    sent_before = UtcDateTimeFilter(
+        param="sent_before",
         field_name="sent_at", lookup_expr="lt", label="Sent before (ISO 8601)."
     )
 

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.validators import MaxLengthValidator, RegexValidator
 from django.db import models
+from django.db.models.functions import Length
+from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 
 # Limits documented in the README and the schema.
@@ -201,8 +203,10 @@ class Message(models.Model):
             # Safe retries: one message per (sender, client_id), even for concurrent
             # retries. NULL client_ids never collide.
             models.UniqueConstraint(fields=["sender", "client_id"], name="msg_sender_client_id_uniq"),
+            # By length, not by comparing with "": MySQL collations treat a body of only
+            # ignorable characters (e.g. a zero-width space) as equal to the empty string.
             models.CheckConstraint(
-                condition=models.Q(is_deleted=True) | ~models.Q(message_body=""),
+                condition=models.Q(is_deleted=True) | models.Q(GreaterThan(Length("message_body"), 0)),
                 name="msg_body_present_unless_deleted",
             ),
         ]

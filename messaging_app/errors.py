@@ -50,12 +50,21 @@ class ApiExceptionHandler(ExceptionHandler):
             return exceptions.NotFound(str(exc))
         # SimpleJWT details are nested dicts that would flatten into several errors.
         if isinstance(exc, InvalidToken):
-            clean = exceptions.AuthenticationFailed(
-                "The token is invalid or expired.", code=InvalidToken.default_code
+            return _with_auth_header(
+                exceptions.AuthenticationFailed("The token is invalid or expired.", code=InvalidToken.default_code),
+                exc,
             )
-            clean.auth_header = getattr(exc, "auth_header", None)
-            return clean
+        if isinstance(exc, exceptions.AuthenticationFailed) and isinstance(exc.detail, dict):
+            # e.g. "User is inactive", "Authorization header must contain two space-delimited
+            # values": one error with the documented code, SimpleJWT's explanation kept.
+            detail = str(exc.detail.get("detail") or "Authentication failed.")
+            return _with_auth_header(exceptions.AuthenticationFailed(detail), exc)
         return super().convert_known_exceptions(exc)
+
+
+def _with_auth_header(new: exceptions.APIException, old: Exception) -> exceptions.APIException:
+    new.auth_header = getattr(old, "auth_header", None)
+    return new
 
 
 def error_body(error_type: str, code: str, detail: str) -> dict:

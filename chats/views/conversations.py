@@ -1,6 +1,7 @@
 from uuid import UUID
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_standardized_errors.openapi_serializers import ErrorResponse403Serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
@@ -95,7 +96,7 @@ class ConversationViewSet(
         ),
         parameters=[OpenApiParameter("user_id", str, OpenApiParameter.PATH, description="The participant's user_id.")],
         request=None,
-        responses={204: OpenApiResponse(description="Removed.")},
+        responses={204: OpenApiResponse(description="Removed."), 403: ErrorResponse403Serializer},
     )
     @action(detail=True, methods=["delete"], url_path=r"participants/(?P<user_id>[^/.]+)")
     def remove_participant(self, request, conversation_id=None, user_id=None):

@@ -1,4 +1,7 @@
+from uuid import UUID
+
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_standardized_errors.openapi_serializers import ErrorResponse403Serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -32,9 +35,16 @@ DELETE_DESCRIPTION = (
     "`is_deleted: true`, empty body, history erased."
 )
 
-EDIT_SCHEMA = extend_schema(summary="Edit a message", description=EDIT_DESCRIPTION, request=MessageUpdateSerializer)
+EDIT_SCHEMA = extend_schema(
+    summary="Edit a message",
+    description=EDIT_DESCRIPTION,
+    request=MessageUpdateSerializer,
+    responses={200: MessageSerializer, 403: ErrorResponse403Serializer},
+)
 DELETE_SCHEMA = extend_schema(
-    summary="Delete a message", description=DELETE_DESCRIPTION, responses={204: OpenApiResponse(description="Deleted.")}
+    summary="Delete a message",
+    description=DELETE_DESCRIPTION,
+    responses={204: OpenApiResponse(description="Deleted."), 403: ErrorResponse403Serializer},
 )
 
 
@@ -115,9 +125,13 @@ class MessageViewSet(_MessageViewSetBase):
         params = set(self.request.query_params) - NON_FILTERING_PARAMS
         if params != {"conversation"}:
             return None
+        try:
+            conversation_id = UUID(self.request.query_params["conversation"].strip())
+        except ValueError:
+            return None  # blank or invalid: the filter set decides, COUNT(*) counts
         conversation = (
             selectors.conversations_of(user=self.request.user)
-            .filter(pk=self.request.query_params["conversation"])
+            .filter(pk=conversation_id)
             .values("message_count")
             .first()
         )

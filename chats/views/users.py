@@ -1,4 +1,5 @@
 from django.contrib.auth import update_session_auth_hash
+from django.contrib.auth.models import AnonymousUser
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, status
@@ -48,6 +49,13 @@ class UserViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, ScopedViewSet)
         if self.action == "create":
             return [permissions.AllowAny()]
         return super().get_permissions()
+
+    def perform_authentication(self, request):
+        # Registering needs no credentials, so stale ones (an expired token) must not refuse it.
+        if self.action == "create":
+            request.user, request.auth = AnonymousUser(), None
+            return
+        super().perform_authentication(request)
 
     def get_throttles(self):
         if self.action == "create":
