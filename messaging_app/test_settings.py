@@ -2,6 +2,9 @@
 import os
 import tempfile
 
+# Production-like settings whatever the shell says (the Makefile exports DJANGO_DEBUG=1 for
+# `make run`): the tests check what a deployment gets.
+os.environ["DJANGO_DEBUG"] = "0"
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-not-used-anywhere-else-0123456789-abcdefghijklmnop")
 
 from messaging_app.settings import *  # noqa: E402,F401,F403
