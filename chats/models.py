@@ -156,6 +156,10 @@ class ConversationMembership(models.Model):
     # Read marker: sent_at of the newest message this member has read (null: none yet).
     # Only moves forward; unread = messages from others sent after it.
     last_read_at = models.DateTimeField(null=True, blank=True)
+    # Messages from others after the marker, deleted ones excluded. Kept exact by the
+    # services under the conversation's row lock (send +1, read recount, delete -1), so
+    # the inbox reads it instead of counting a long history.
+    unread_count = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [

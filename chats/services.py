@@ -14,7 +14,9 @@ Concurrency rules:
 - Uniqueness that concurrent requests could race on is enforced by the
   database (one email, one direct conversation per pair, one message per
   sender and client_id); the loser of a race reads the winner's row.
-- Read markers move forward with one conditional UPDATE, never backwards.
+- Unread counts live on memberships and change only under the conversation
+  lock: a send adds one for the others, a read recounts after the new marker
+  (which only moves forward), a delete takes one off for those behind it.
 """
 from collections.abc import Sequence
 from datetime import timedelta
@@ -167,6 +169,9 @@ def _conversation_insert(
         for message in messages:
             message.full_clean(exclude=["conversation", "sender"])
         Message.objects.bulk_create(messages)
+        ConversationMembership.objects.filter(conversation=conversation).exclude(user=creator).update(
+            unread_count=len(messages)
+        )
         conversation.message_count = len(messages)
         conversation.last_message = messages[-1]
         conversation.last_activity_at = messages[-1].sent_at
@@ -213,23 +218,29 @@ def conversation_remove_participant(*, conversation: Conversation, actor: User, 
     events.conversation_changed("conversation.updated", locked.pk)
 
 
+@transaction.atomic
 def conversation_mark_read(
     *, conversation: Conversation, user: User, message: Message | None = None
 ) -> None:
     """Move the user's read marker up to `message` (default: the newest); never backwards."""
+    locked = _lock(conversation)  # sends and deletes change unread counts under this lock
     if message is None:
-        message = Message.objects.filter(conversation=conversation).order_by("-sent_at").first()
+        message = Message.objects.filter(conversation=locked).order_by("-sent_at").first()
         if message is None:
             return
-    elif message.conversation_id != conversation.pk:
+    elif message.conversation_id != locked.pk:
         raise ValidationError({"message_id": ["This message is not in this conversation."]})
-    moved = (
-        ConversationMembership.objects.filter(conversation=conversation, user=user)
-        .filter(Q(last_read_at__isnull=True) | Q(last_read_at__lt=message.sent_at))
-        .update(last_read_at=message.sent_at)
+    membership = ConversationMembership.objects.filter(conversation=locked, user=user).first()
+    if membership is None or (membership.last_read_at and membership.last_read_at >= message.sent_at):
+        return
+    membership.last_read_at = message.sent_at
+    membership.unread_count = (
+        Message.objects.filter(conversation=locked, sent_at__gt=message.sent_at, is_deleted=False)
+        .exclude(sender=user)
+        .count()
     )
-    if moved:
-        events.conversation_read(conversation.pk, user.pk)
+    membership.save(update_fields=["last_read_at", "unread_count"])
+    events.conversation_read(locked.pk, user.pk)
 
 
 @transaction.atomic
@@ -283,6 +294,10 @@ def message_send(
         last_message=message,
         last_activity_at=message.sent_at,
     )
+    # The newest message: unread for everyone else, whatever their marker.
+    ConversationMembership.objects.filter(conversation=locked).exclude(user=sender).update(
+        unread_count=F("unread_count") + 1
+    )
     events.message_changed("message.created", message.pk)
     return message, True
 
@@ -322,9 +337,16 @@ def message_edit(*, message: Message, actor: User, message_body: str) -> Message
 @transaction.atomic
 def message_delete(*, message: Message, actor: User) -> Message:
     """The sender deletes: a tombstone stays in the timeline; text and history go."""
+    _lock(message.conversation)  # lock order: conversation, then message
     locked = Message.objects.select_for_update().get(pk=message.pk)
     _check_sender(locked, actor, "delete")
     if not locked.is_deleted:
+        # It stops counting as unread for those who had not read it yet.
+        ConversationMembership.objects.filter(conversation_id=locked.conversation_id, unread_count__gt=0).exclude(
+            user_id=locked.sender_id
+        ).filter(Q(last_read_at__isnull=True) | Q(last_read_at__lt=locked.sent_at)).update(
+            unread_count=F("unread_count") - 1
+        )
         MessageEdit.objects.filter(message=locked).delete()
         locked.is_deleted = True
         locked.message_body = ""
