@@ -7,7 +7,7 @@ PORT ?= 8000
 # Development defaults; production sets these itself (see README, "Configuration").
 export DJANGO_DEBUG ?= 1
 
-.PHONY: run serve test test-integration install sysdeps migrate lint schema seed listen clean
+.PHONY: bench run serve test test-integration install sysdeps migrate lint schema seed listen clean
 
 run: install migrate ## Serve the API and WebSockets on http://127.0.0.1:$(PORT)/ (ASGI)
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
@@ -59,6 +59,9 @@ seed: install migrate ## Demo users and a conversation (idempotent)
 
 listen: install ## Print live events: make listen EMAIL=alice@example.com PASSWORD=...
 	$(PY) manage.py listen --server http://127.0.0.1:$(PORT) --email "$(EMAIL)" $(if $(PASSWORD),--password "$(PASSWORD)")
+
+bench: install ## Benchmark on MariaDB (issue 6, in progress): make bench [QUICK=1]
+	$(PY) -m bench.run $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .pytest_cache node_modules
