@@ -22,10 +22,11 @@ GET /api/conversations/{id}/messages/ in-process with DRF's APIClient:
 It prints median and p90 wall time per request, the time spent in the database,
 the SQL queries per request, the big/small ratios (flat: < 2) and EXPLAIN output.
 
-Complete bench data from an earlier run is reused (--refill rebuilds it). At the
-end the bench rows are deleted, unless --keep; --drop-db drops the whole database
-instead (only a database whose name contains "bench"). SQLite is refused unless
---allow-sqlite (a million rows there is slow); a smoke test:
+Complete bench data from an earlier run is reused (--refill rebuilds it). When it
+is done, unless --keep: a database this run created is dropped; in a database that
+already existed only the bench rows are deleted (--drop-db drops it anyway, if its
+name contains "bench"). SQLite is refused unless --allow-sqlite (a million rows
+there is slow); a smoke test:
 
     .venv/bin/python scripts/bench_timeline.py --messages 5000 --small 100 --allow-sqlite
 """
@@ -83,7 +84,7 @@ def parse_args():
         "--max-seconds",
         type=float,
         default=60,
-        help="time budget per scenario and conversation: a slow one stops after it (3 requests at least)",
+        help="time budget per scenario: a slow one stops after it (3 requests on each conversation at least)",
     )
     parser.add_argument(
         "--extra-users",
@@ -91,10 +92,12 @@ def parse_args():
         default=0,
         help="also create this many users outside the bench conversations (a populated user table)",
     )
-    parser.add_argument("--keep", action="store_true", help="keep the bench data for the next run")
+    parser.add_argument("--keep", action="store_true", help="keep the bench data (and database) for the next run")
     parser.add_argument("--refill", action="store_true", help="rebuild the bench data even if complete")
     parser.add_argument(
-        "--drop-db", action="store_true", help="drop the whole database at the end (its name must contain 'bench')"
+        "--drop-db",
+        action="store_true",
+        help="drop the database at the end even if it existed before (its name must contain 'bench')",
     )
     parser.add_argument("--allow-sqlite", action="store_true", help="run against SQLite too")
     args = parser.parse_args()
@@ -112,8 +115,8 @@ def database_name() -> str:
     return str(connection.settings_dict["NAME"])
 
 
-def ensure_database() -> None:
-    """Create the configured MySQL/MariaDB or PostgreSQL database if it does not exist."""
+def ensure_database() -> bool:
+    """Create the configured MySQL/MariaDB or PostgreSQL database if it does not exist; True if created."""
     name = database_name()
     if connection.vendor == "mysql":
         exists_sql = "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s"
@@ -122,13 +125,15 @@ def ensure_database() -> None:
         exists_sql = "SELECT 1 FROM pg_database WHERE datname = %s"
         create_sql = f'CREATE DATABASE "{name}"'
     else:
-        return
+        return False
     # The same server connection Django's test runner uses to create test databases.
     with connection._nodb_cursor() as cursor:
         cursor.execute(exists_sql, [name])
-        if cursor.fetchone() is None:
-            print(f"Creating database {name}")
-            cursor.execute(create_sql)
+        if cursor.fetchone() is not None:
+            return False
+        print(f"Creating database {name}")
+        cursor.execute(create_sql)
+        return True
 
 
 def drop_database() -> None:
@@ -377,7 +382,7 @@ def main() -> None:
         )
     if args.drop_db and "bench" not in database_name().lower():
         sys.exit(f"--drop-db only drops a database whose name contains 'bench', not {database_name()!r}.")
-    ensure_database()
+    created = ensure_database()
     call_command("migrate", verbosity=0, interactive=False)
     print(f"Database: {server_version()}, {database_name()}")
     print(f"Big conversation: {args.messages:,} messages; small: {args.small:,}; {args.repeat} timed requests each")
@@ -413,7 +418,7 @@ def main() -> None:
         label = "EXPLAIN ANALYZE" if analyze else "EXPLAIN"
         print(f"\n{label}, {name}, big conversation:\n{shown}\n{explain_sql(measured['sql'], analyze)}")
 
-    if args.drop_db:
+    if args.drop_db or (created and not args.keep):
         drop_database()
     elif not args.keep:
         print("\nDeleting the bench data (--keep keeps it)")
