@@ -51,7 +51,8 @@ def markdown(results: dict) -> str:
         "(other work on the machine slows every scenario alike; compare the ratios)",
         f"- Server: gunicorn + {c['workers']} uvicorn workers pinned to CPU {c['server_cpus']}, DEBUG off, "
         f"CONN_MAX_AGE {c['conn_max_age']}, Redis channel layer and cache; wrk pinned to CPU {c['wrk_cpus']}, "
-        f"{c['concurrency']} connections, {c['duration']} s per scenario after {c['warmup']} s of warm-up",
+        f"{c['concurrency']} connections, {c['duration']} s per scenario"
+        + (f" after {c['warmup']} s of warm-up" if c["warmup"] else " (no warm-up but for the first floor run)"),
         f"- Dataset: {d['description']} ({d['database']})",
         f"- Floor: {f['rps']:,.0f} req/s; the {f['probe_seconds']} s probes of it after each scenario: "
         f"{min(f['probes']):,.0f}-{max(f['probes']):,.0f} req/s. A scenario's % of floor uses the mean of the "

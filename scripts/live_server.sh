@@ -4,14 +4,15 @@
 #   bash scripts/live_server.sh COMMAND [ARGS...]
 #
 # The server uses a fresh SQLite database in a temporary directory and listens on
-# 127.0.0.1:${LIVE_PORT:-8765}; COMMAND sees its address in $BASE_URL. Exit status:
+# 127.0.0.1:${LIVE_PORT:-a free port}; COMMAND sees its address in $BASE_URL. Exit status:
 # COMMAND's, or 1 when the server cannot be started. Needs the virtualenv (`make install`).
 set -euo pipefail
 
-PORT="${LIVE_PORT:-8765}"
-TIMEOUT="${LIVE_SERVER_TIMEOUT:-30}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="$ROOT/.venv/bin/python"
+# A free port unless LIVE_PORT names one, so a busy 8765 never fails a run.
+PORT="${LIVE_PORT:-$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
+TIMEOUT="${LIVE_SERVER_TIMEOUT:-30}"
 export BASE_URL="http://127.0.0.1:${PORT}"
 
 log() { printf '[live_server] %s\n' "$*" >&2; }
