@@ -293,12 +293,17 @@ def wait_idle(port: int, timeout: float = 60) -> None:
 IDLE_HEALTHZ = None
 
 
+SERVER = None  # the gunicorn master (a Popen), checked after every wrk run
+
+
 def wrk(args, prefix: list, request_file: Path, seconds: int, run_id: str, connections: int) -> dict:
     command = prefix + [
         "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s", "--latency",
         "-s", str(LUA), f"http://127.0.0.1:{args.port}", "--", str(request_file), run_id,
     ]
     out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)
+    if SERVER is not None and SERVER.poll() is not None:
+        raise SystemExit(f"The server stopped during the run (exit status {SERVER.returncode}): killed from outside?")
     line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
     if line is None:
         raise SystemExit(f"wrk failed:\n{out.stdout}\n{out.stderr}")
@@ -433,7 +438,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     log_path = workdir / "server.log"
     log(f"Starting gunicorn ({args.workers} workers, CPU {server_cpus}) on port {args.port}; log: {log_path}")
-    server = start_server(args, env, server_prefix, log_path)
+    global SERVER
+    server = SERVER = start_server(args, env, server_prefix, log_path)
     wait_idle(args.port)
     start_load = load1()
     try:
