@@ -42,6 +42,7 @@ MODES = {
                   duration=5, warmup=0, ws_sends=50, database_url=DB_URL + "_quick"),
 }
 ROTATE_USERS = 100  # the users whose tokens the generic scenarios rotate through
+SLOW_SECONDS = 0.25
 STARTED = time.monotonic()
 
 
@@ -57,8 +58,9 @@ def parse_args() -> argparse.Namespace:
     for name, kind in [("users", int), ("conversations-per-user", int), ("messages-per-conversation", int),
                        ("long-messages", int), ("duration", int), ("warmup", int), ("ws-sends", int),
                        ("database-url", str)]:
-        parser.add_argument(f"--{name}", type=kind, default=env("BENCH_" + name.upper().replace("-", "_")),
-                            help="default: per mode (see MODES)")
+        key = name.replace("-", "_")
+        parser.add_argument(f"--{name}", type=kind, default=env("BENCH_" + key.upper()),
+                            help=f"default {MODES['full'][key]} (quick: {MODES['quick'][key]})")
     parser.add_argument("--redis-url", default=env("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7"))
     parser.add_argument("--workers", type=int, default=int(env("BENCH_WORKERS", "2")), help="gunicorn workers")
     parser.add_argument("--concurrency", type=int, default=int(env("BENCH_CONCURRENCY", "16")),
@@ -120,9 +122,9 @@ class Scenario:
     title: str
     kind: str  # "read" or "write"
     requests: list = field(default_factory=list)  # (method, path, token or "-", body or "-")
-    # Requests that take a second or more (password hashing; see inbox_1m): at full
-    # concurrency hardly any would finish within the run, so these use 2 connections
-    # per worker, without warm-up.
+    # Requests that take a good fraction of a second (password hashing, or any scenario whose
+    # single request took over SLOW_SECONDS): at full concurrency hardly any would finish
+    # within the run, so these use 2 connections per worker, without warm-up.
     slow: bool = False
 
     def write(self, directory: Path) -> Path:
@@ -170,7 +172,7 @@ def build_scenarios(info: dict) -> list[Scenario]:
         Scenario("inbox", "GET /api/conversations/", "read",
                  [("GET", "/api/conversations/", t, "-") for t in inbox_tokens]),
         Scenario("inbox_1m", f"GET /api/conversations/ by the two people in the {size_l}-message conversation",
-                 "read", [("GET", "/api/conversations/", token[u], "-") for u in (owner, long["partner"])], slow=True),
+                 "read", [("GET", "/api/conversations/", token[u], "-") for u in (owner, long["partner"])]),
         Scenario("newest", "GET /api/conversations/{id}/messages/ (newest page, many conversations)", "read",
                  [("GET", f"/api/conversations/{c}/messages/", token[u], "-") for u, c in pairs]),
         Scenario("history", f"?before=<cursor> 5%..95% deep in the {size_l}-message conversation (16 cursors)",
@@ -428,8 +430,9 @@ def main() -> int:
     single = {}  # scenario -> (queries, seconds) of one request
     for s in scenarios:
         single[s.name] = count_queries(s)
-        if single[s.name][1] > 2:
-            log(f"  one {s.name} request took {single[s.name][1]:.1f} s")
+        if single[s.name][1] > SLOW_SECONDS and not s.slow:
+            s.slow = True
+            log(f"  one {s.name} request took {single[s.name][1]:.1f} s: fewer connections for it")
     queries = {name: q for name, (q, _) in single.items()}
     connection.close()
 
