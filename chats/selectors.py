@@ -36,6 +36,37 @@ def conversation_list_for_user(*, user: User) -> QuerySet[Conversation]:
     )
 
 
+# The inbox page as plain rows: the list endpoint is the hottest read, and building
+# model instances (conversation, creator, last message and its sender) costs more than
+# the queries. Shaped into the API by serializers.conversation_rows_representation.
+CONVERSATION_ROW_FIELDS = (
+    "conversation_id", "created_at", "last_activity_at", "message_count", "my_last_read_at", "unread_count",
+    "created_by__user_id", "created_by__first_name", "created_by__last_name",
+    "last_message__message_id", "last_message__conversation_id", "last_message__message_body",
+    "last_message__sent_at", "last_message__edited_at", "last_message__is_deleted",
+    "last_message__parent_message_id", "last_message__client_id",
+    "last_message__sender__user_id", "last_message__sender__first_name", "last_message__sender__last_name",
+)
+
+
+def conversation_rows(queryset: QuerySet[Conversation]) -> QuerySet:
+    """`conversation_list_for_user` (filtered, ordered) as dicts of CONVERSATION_ROW_FIELDS."""
+    return queryset.prefetch_related(None).values(*CONVERSATION_ROW_FIELDS)
+
+
+def participants_by_conversation(conversation_ids: list) -> dict:
+    """{conversation_id: [(user_id, first_name, last_name), ...]} in User.Meta.ordering, one query."""
+    people = {pk: [] for pk in conversation_ids}
+    rows = (
+        ConversationMembership.objects.filter(conversation_id__in=conversation_ids)
+        .order_by(*(f"user__{field}" for field in User._meta.ordering))
+        .values_list("conversation_id", "user__user_id", "user__first_name", "user__last_name")
+    )
+    for conversation_id, *person in rows:
+        people[conversation_id].append(person)
+    return people
+
+
 def unread_total_for_user(*, user: User) -> int:
     """Unread messages across all of the user's conversations, in one query."""
     return ConversationMembership.objects.filter(user=user).aggregate(total=Coalesce(Sum("unread_count"), 0))["total"]

@@ -109,6 +109,54 @@ class ConversationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+def conversation_rows_representation(rows, participants: dict) -> list[dict]:
+    """
+    ConversationSerializer's output for value rows (selectors.conversation_rows) and
+    their participants (selectors.participants_by_conversation): the inbox's fast path.
+    Same keys, order and formats; test_conversations pins the two as identical.
+    """
+    when = serializers.DateTimeField().to_representation
+
+    def person(user_id, first_name, last_name):
+        return {"user_id": str(user_id), "first_name": first_name, "last_name": last_name}
+
+    def time(value):
+        return None if value is None else when(value)
+
+    out = []
+    for row in rows:
+        creator = row["created_by__user_id"]
+        message = row["last_message__message_id"]
+        out.append({
+            "conversation_id": str(row["conversation_id"]),
+            "participants": [person(*p) for p in participants[row["conversation_id"]]],
+            "created_by": None if creator is None else person(
+                creator, row["created_by__first_name"], row["created_by__last_name"]
+            ),
+            "created_at": when(row["created_at"]),
+            "last_activity_at": when(row["last_activity_at"]),
+            "message_count": row["message_count"],
+            "last_message": None if message is None else {
+                "message_id": str(message),
+                "conversation": str(row["last_message__conversation_id"]),
+                "sender": person(
+                    row["last_message__sender__user_id"],
+                    row["last_message__sender__first_name"],
+                    row["last_message__sender__last_name"],
+                ),
+                "message_body": row["last_message__message_body"],
+                "sent_at": when(row["last_message__sent_at"]),
+                "edited_at": time(row["last_message__edited_at"]),
+                "is_deleted": row["last_message__is_deleted"],
+                "parent_message": None if row["last_message__parent_message_id"] is None
+                else str(row["last_message__parent_message_id"]),
+                "client_id": row["last_message__client_id"],
+            },
+            "unread_count": row["unread_count"],
+        })
+    return out
+
+
 # --- Input -----------------------------------------------------------------------
 class StrictCharField(serializers.CharField):
     """A CharField that takes only strings: 42 is a wrong type, not the text "42"."""

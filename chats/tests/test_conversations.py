@@ -4,8 +4,11 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from rest_framework.renderers import JSONRenderer
 
-from chats.models import Conversation, ConversationMembership, Message
+from chats import selectors, services
+from chats.models import Conversation, ConversationMembership, Message, User
+from chats.serializers import ConversationSerializer
 from chats.tests.factories import UserFactory, make_conversation, send
 from chats.tests.utils import assert_error
 
@@ -138,6 +141,33 @@ class TestVisibility:
 
 
 class TestListing:
+    def test_list_rows_are_exactly_what_the_conversation_serializer_gives(self, alice, bob, carol, client_for):
+        """The inbox builds its JSON from value rows (a fast path); it must match the serializer's."""
+
+        dave = UserFactory(first_name="Áron", last_name="O'Brien")
+        plain = make_conversation(alice, bob)  # no messages: last_message null
+        group = make_conversation(bob, alice, carol, dave, messages=("first",))
+        first = group.messages.get()
+        send(group, carol, "a reply", parent_message_id=first.pk, client_id="retry-1")
+        edited = send(make_conversation(alice, carol), alice, "to edit")
+        services.message_edit(message=edited, actor=alice, message_body="edited ✓")
+        deleted = send(make_conversation(dave, alice), dave, "to delete")
+        services.message_delete(message=deleted, actor=dave)
+        orphan = make_conversation(carol, alice, bob)  # its creator's account goes: created_by null
+        send(orphan, alice, "still here")
+        services.conversation_remove_participant(conversation=orphan, actor=carol, user_id=carol.pk)
+        User.objects.filter(pk=carol.pk).update(is_active=False)
+        orphan.created_by = None
+        orphan.save(update_fields=["created_by"])
+
+        response = client_for(alice).get(URL)
+        assert response.status_code == 200
+        expected = [ConversationSerializer(c).data for c in selectors.conversation_list_for_user(user=alice)]
+        assert response.data["count"] == len(expected) == 5
+        assert str(plain.pk) in {c["conversation_id"] for c in expected}
+        # Byte for byte: same keys in the same order, same formats of ids, times and nulls.
+        assert JSONRenderer().render(response.data["results"]) == JSONRenderer().render(expected)
+
     def test_newest_activity_first(self, alice, bob, carol, client_for):
         old = make_conversation(alice, bob)
         new = make_conversation(alice, carol)

@@ -16,6 +16,7 @@ from chats.serializers import (
     MarkReadSerializer,
     ParticipantAddSerializer,
     ReadStateSerializer,
+    conversation_rows_representation,
 )
 from chats.throttles import SendRateThrottle
 from chats.views.base import ScopedViewSet
@@ -56,6 +57,12 @@ class ConversationViewSet(
         if self.action == "create":
             throttles.append(SendRateThrottle())
         return throttles
+
+    def list(self, request, *args, **kwargs):
+        # The inbox: value rows instead of model instances (same output, less CPU per page).
+        rows = self.paginate_queryset(selectors.conversation_rows(self.filter_queryset(self.get_queryset())))
+        people = selectors.participants_by_conversation([row["conversation_id"] for row in rows])
+        return self.get_paginated_response(conversation_rows_representation(rows, people))
 
     def respond(self, conversation: Conversation, status_code: int = status.HTTP_200_OK) -> Response:
         fresh = self.get_queryset().get(pk=conversation.pk)
