@@ -9,6 +9,7 @@ Frames have the shapes the REST API returns: {"type", "conversation_id", ...}.
 Delivery is best effort (robust on_commit): the database stays the source of
 truth, and clients catch up with the REST timeline (?after=<message_id>).
 """
+import asyncio
 import json
 import logging
 from collections.abc import Iterable
@@ -37,9 +38,12 @@ def as_plain_json(data) -> dict:
 
 def send_to_users(user_ids: Iterable[UUID], payload: dict) -> None:
     layer = get_channel_layer()
-    send = async_to_sync(layer.group_send)
-    for user_id in user_ids:
-        send(user_group(user_id), {"type": "chat.event", "payload": payload})
+    message = {"type": "chat.event", "payload": payload}
+
+    async def send_all():  # one hop into the event loop for all recipients, sends concurrent
+        await asyncio.gather(*(layer.group_send(user_group(user_id), message) for user_id in user_ids))
+
+    async_to_sync(send_all)()
 
 
 def _member_ids(conversation_id: UUID) -> list[UUID]:
@@ -52,11 +56,10 @@ def _after_commit(emit) -> None:
     transaction.on_commit(emit, robust=True)
 
 
-def message_changed(event_type: str, message_id: UUID) -> None:
+def message_changed(event_type: str, message: Message) -> None:
     """message.created / message.updated / message.deleted, to every participant."""
 
-    def emit():
-        message = Message.objects.select_related("sender").get(pk=message_id)
+    def emit():  # the message as committed: the caller does not change it after this call
         payload = {
             "type": event_type,
             "conversation_id": str(message.conversation_id),

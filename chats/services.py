@@ -19,6 +19,7 @@ Concurrency rules:
   (which only moves forward), a delete takes one off for those behind it.
 """
 from collections.abc import Sequence
+from contextlib import nullcontext
 from datetime import timedelta
 from uuid import UUID
 
@@ -278,11 +279,14 @@ def message_send(
         # Strictly after the previous message, even if the clock stepped back.
         sent_at=max(timezone.now(), locked.last_activity_at + ONE_TICK),
     )
-    message.full_clean(exclude=["conversation", "sender", "parent_message"])
+    # Field checks only: the database enforces the constraints (non-empty body, one client_id
+    # per sender) anyway, and full_clean would ask it first, a query per constraint.
+    message.clean_fields(exclude=["conversation", "sender", "parent_message"])
     if not message.message_body:
         raise ValidationError({"message_body": ["This field may not be blank."]})
     try:
-        with transaction.atomic():  # savepoint: the same retry may be racing in another conversation
+        # A savepoint only where an insert may lose a race: the same client_id sent elsewhere.
+        with transaction.atomic() if client_id else nullcontext():
             message.save(force_insert=True)
     except IntegrityError:
         original = _message_for_retry(sender, client_id, locked) if client_id else None
@@ -298,13 +302,15 @@ def message_send(
     ConversationMembership.objects.filter(conversation=locked).exclude(user=sender).update(
         unread_count=F("unread_count") + 1
     )
-    events.message_changed("message.created", message.pk)
+    events.message_changed("message.created", message)
     return message, True
 
 
 def _message_for_retry(sender: User, client_id: str, conversation: Conversation) -> Message | None:
     # A locking read sees a concurrent winner's row even under MySQL's REPEATABLE READ.
     original = Message.objects.select_for_update().filter(sender=sender, client_id=client_id).first()
+    if original is not None:
+        original.sender = sender  # the caller serialises it
     if original is not None and original.conversation_id != conversation.pk:
         raise ValidationError({"client_id": ["This client_id was already used for a message elsewhere."]})
     return original
@@ -313,6 +319,7 @@ def _message_for_retry(sender: User, client_id: str, conversation: Conversation)
 def _check_sender(message: Message, actor: User, verb: str) -> None:
     if message.sender_id != actor.pk:
         raise PermissionDenied(f"Only the sender can {verb} a message.")
+    message.sender = actor  # the same row: events and callers serialise it without a query
 
 
 @transaction.atomic
@@ -330,7 +337,7 @@ def message_edit(*, message: Message, actor: User, message_body: str) -> Message
     locked.edited_at = now
     locked.full_clean(exclude=["conversation", "sender", "parent_message"])
     locked.save(update_fields=["message_body", "edited_at"])
-    events.message_changed("message.updated", locked.pk)
+    events.message_changed("message.updated", locked)
     return locked
 
 
@@ -352,5 +359,5 @@ def message_delete(*, message: Message, actor: User) -> Message:
         locked.message_body = ""
         locked.edited_at = None
         locked.save(update_fields=["is_deleted", "message_body", "edited_at"])
-        events.message_changed("message.deleted", locked.pk)
+        events.message_changed("message.deleted", locked)
     return locked

@@ -58,3 +58,20 @@ def test_nested_message_list(alice, bob, client_for, django_assert_num_queries):
 def test_user_list(busy_alice, client_for, django_assert_num_queries):
     # count, page
     assert_fixed_queries(django_assert_num_queries, client_for(busy_alice), "/api/users/", 2)
+
+
+@pytest.mark.parametrize("client_id", [None, "retry-key"])
+def test_send_runs_the_same_queries_for_two_people_or_twelve(
+    alice, bob, client_for, django_assert_num_queries, django_capture_on_commit_callbacks, client_id
+):
+    # access check, sender lock (client_id only), conversation lock, retry lookup (client_id
+    # only), insert (in a savepoint with a client_id), counters, unread counts; after commit,
+    # the participants to notify. The transaction's own SAVEPOINT/RELEASE count here too.
+    expected = 8 if client_id is None else 12
+    for people in (UserFactory.create_batch(1), UserFactory.create_batch(11)):
+        conversation = make_conversation(alice, *people)
+        body = {"message_body": "hi", **({"client_id": client_id + str(len(people))} if client_id else {})}
+        with django_assert_num_queries(expected):
+            with django_capture_on_commit_callbacks(execute=True):
+                response = client_for(alice).post(f"/api/conversations/{conversation.pk}/messages/", body)
+        assert response.status_code == 201, response.content

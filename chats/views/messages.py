@@ -76,7 +76,6 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
             parent_message_id=data.get("parent_message"),
             client_id=data.get("client_id"),
         )
-        message = Message.objects.select_related("sender").get(pk=message.pk)
         return Response(
             MessageSerializer(message).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
@@ -87,7 +86,7 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
         message = services.message_edit(
             message=self.get_object(), actor=request.user, message_body=serializer.validated_data["message_body"]
         )
-        return Response(MessageSerializer(Message.objects.select_related("sender").get(pk=message.pk)).data)
+        return Response(MessageSerializer(message).data)
 
     def destroy(self, request, *args, **kwargs):
         services.message_delete(message=self.get_object(), actor=request.user)
