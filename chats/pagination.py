@@ -51,7 +51,11 @@ class TimelinePagination(StandardPagination):
             known = view.known_count() if view is not None and hasattr(view, "known_count") else None
             if known is not None:
                 self.django_paginator_class = partial(KnownCountPaginator, known_count=known)
-            return super().paginate_queryset(queryset, request, view)
+            # Ids first here too: with the sender joined, MariaDB's planner may start from the
+            # users table when a conversation has few people, and sort its whole history
+            # (37 s for the newest page of 1,000,000 messages between two people).
+            ids = super().paginate_queryset(queryset.values_list("pk", flat=True), request, view)
+            return self._rows(queryset, ids)
         if len(given) > 1:
             raise serializers.ValidationError({"before": ["Use either before or after, not both."]})
         self.request = request
@@ -72,9 +76,14 @@ class TimelinePagination(StandardPagination):
             page = page.order_by("sent_at", "message_id")
         ids = list(page.values_list("pk", flat=True)[: size + 1])
         self.has_more = len(ids) > size
-        by_pk = queryset.order_by().in_bulk(ids[:size])
-        self.rows = [by_pk[message_id] for message_id in ids[:size]]
+        self.rows = self._rows(queryset, ids[:size])
         return self.rows
+
+    @staticmethod
+    def _rows(queryset, ids: list) -> list:
+        """The rows of `ids`, in that order (the queryset's select_related applies)."""
+        by_pk = queryset.order_by().in_bulk(ids)
+        return [by_pk[pk] for pk in ids]
 
     def _anchor(self, queryset, request) -> dict:
         raw = request.query_params[self.direction]
