@@ -24,7 +24,7 @@ serve: install migrate ## Production-like: DEBUG off, collectstatic, gunicorn + 
 test: install ## Run the whole test suite (SQLite unless DATABASE_URL says otherwise)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-integration: install ## Two real servers on MariaDB + Redis (both must be running)
+test-integration: install ## Two real servers on MariaDB + Redis (both must be running); DB outages on private MariaDB/PostgreSQL
 	$(PY) -m pytest -m integration -p no:cacheprovider $(PYTEST_ARGS)
 
 install: $(VENV)/.installed
@@ -60,8 +60,8 @@ seed: install migrate ## Demo users and a conversation (idempotent)
 listen: install ## Print live events: make listen EMAIL=alice@example.com PASSWORD=...
 	$(PY) manage.py listen --server http://127.0.0.1:$(PORT) --email "$(EMAIL)" $(if $(PASSWORD),--password "$(PASSWORD)")
 
-bench: install ## Benchmark on MariaDB (issue 6, in progress): make bench [QUICK=1]
-	$(PY) -m bench.run $(if $(QUICK),--quick)
+bench: install ## Benchmark on MariaDB: make bench [QUICK=1] [BENCH_ARGS="--only inbox,send"]
+	$(PY) -m bench.run $(if $(filter 1 yes true,$(QUICK)),--quick) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .pytest_cache node_modules

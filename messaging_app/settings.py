@@ -115,6 +115,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers take the lock when their transaction starts and wait for each other
     # (up to 20 s) instead of failing with "database is locked" mid-transaction.
     DATABASES["default"].setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})
+else:
+    # A database that takes connections but does not answer (frozen, partitioned) fails a new
+    # connection after 5 s, answered with 503, instead of holding the request (and /readyz)
+    # forever. `?connect_timeout=` in DATABASE_URL overrides it.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 # Keep 0 under ASGI (gunicorn + uvicorn): each request's sync code runs in its own thread,
 # so persistent connections would accumulate rather than be reused.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=0)

@@ -1,8 +1,9 @@
 """
 Server logs on failure, for the integration tests (the `integration` marker is in pytest.ini).
 
-The tests in this package start real server processes (see test_two_servers.py); when one
-fails, the logs of those servers are attached to its report.
+The tests in this package start real server processes (see servers.py); when one fails,
+the logs of those servers (of every fixture value with a `logs()` method) are attached to
+its report.
 """
 import pytest
 
@@ -10,8 +11,9 @@ import pytest
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
-    cluster = getattr(item, "funcargs", {}).get("cluster")
-    if report.failed and cluster is not None:
-        for name, text in cluster.logs():
-            report.sections.append((f"Captured log of {name}", text))
+    if report.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            if callable(getattr(value, "logs", None)):
+                for name, text in value.logs():
+                    report.sections.append((f"Captured log of {name}", text))
     return report

@@ -21,14 +21,10 @@ import os
 import queue
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,36 +34,26 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from chats.tests.integration.servers import (
+    Server,
+    api,
+    app_env,
+    free_port,
+    migrate,
+    register,
+    start_uvicorn,
+    wait_until_answering,
+)
+
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[3]
 AUTH_TIMEOUT = 1.0  # WS_AUTH_TIMEOUT given to the servers
 EVENT_TIMEOUT = 5.0  # an event must arrive within this many seconds
 SILENCE = 2.0  # how long a removed participant is watched for stray events
-PASSWORD = "Integration-Pass-7319!"
 MYSQL_SCHEMES = {"mysql", "mysql2", "mysqlgis"}
-
-# Plain HTTP to 127.0.0.1, whatever proxy the environment configures.
-_http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 # --- the servers ---------------------------------------------------------------------------
-@dataclass
-class Server:
-    name: str
-    port: int
-    log_path: Path
-    process: subprocess.Popen | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws/"
-
-
 @dataclass
 class Cluster:
     """A fresh database and Redis db, migrated, and two servers on them."""
@@ -82,77 +68,25 @@ class Cluster:
 
     # -- setup --
     def env(self) -> dict:
-        # Nothing from the caller's Django configuration leaks in (pytest-django sets
-        # DJANGO_SETTINGS_MODULE to the test settings; the Makefile exports DJANGO_DEBUG=1).
-        settings_vars = {"DATABASE_URL", "REDIS_URL", "WS_AUTH_TIMEOUT", "JWT_ACCESS_MINUTES", "JWT_REFRESH_DAYS"}
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_") and k not in settings_vars}
-        env.update(
-            DJANGO_SETTINGS_MODULE="messaging_app.settings",
-            DJANGO_DEBUG="0",  # production-like
-            DJANGO_SECRET_KEY=self.secret_key,
-            DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
-            # Plain HTTP on loopback: no TLS-terminating proxy in front of these servers.
-            DJANGO_SECURE_SSL_REDIRECT="0",
-            DJANGO_LOG_LEVEL="INFO",
-            DATABASE_URL=self.database_url,
-            REDIS_URL=self.redis_url,
+        return app_env(
+            database_url=self.database_url,
+            redis_url=self.redis_url,
+            secret_key=self.secret_key,
             WS_AUTH_TIMEOUT=str(AUTH_TIMEOUT),
-            PYTHONUNBUFFERED="1",
         )
-        return env
 
     def start(self) -> None:
         self.reset_database()
         self.database_created = True
         flush_redis(self.redis_url)
-        migrate = subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
-            cwd=ROOT,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if migrate.returncode != 0:
-            raise RuntimeError(f"migrate failed ({migrate.returncode}):\n{migrate.stdout}{migrate.stderr}")
+        migrate(self.env())
         for number in (1, 2):
             server = Server(f"server{number}", free_port(), self.tmp / f"server{number}.log")
             self.servers.append(server)
-            with open(server.log_path, "wb") as log:
-                server.process = subprocess.Popen(
-                    [
-                        sys.executable, "-m", "uvicorn", "messaging_app.asgi:application",
-                        "--host", "127.0.0.1", "--port", str(server.port),
-                        "--lifespan", "off", "--timeout-graceful-shutdown", "5",
-                    ],
-                    cwd=ROOT,
-                    env=self.env(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
+            start_uvicorn(server, self.env())
         timeout = float(os.environ.get("INTEGRATION_SERVER_TIMEOUT", "30"))
         for server in self.servers:
-            self.wait_until_answering(server, timeout)
-
-    def wait_until_answering(self, server: Server, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if server.process.poll() is not None:
-                raise RuntimeError(
-                    f"{server.name} exited ({server.process.returncode}) before answering:\n{self.log_text(server)}"
-                )
-            try:
-                with _http.open(server.base_url + "/api/", timeout=2):
-                    return
-            except urllib.error.HTTPError as exc:
-                if exc.code < 500:  # 401 without credentials: it answers
-                    return
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{server.name} did not answer within {timeout}s:\n{self.log_text(server)}")
-            time.sleep(0.2)
+            wait_until_answering(server, timeout)
 
     # -- database and Redis --
     def mysql(self, database: str | None = None):
@@ -197,15 +131,7 @@ class Cluster:
     def stop(self) -> None:
         errors = []
         for server in self.servers:
-            process = server.process
-            if process is None or process.poll() is not None:
-                continue
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            server.stop()
         if self.database_created:
             try:
                 self.drop_database()
@@ -219,21 +145,9 @@ class Cluster:
         if errors:
             print("integration teardown:", *errors, sep="\n  ", file=sys.stderr)
 
-    def log_text(self, server: Server) -> str:
-        try:
-            return server.log_path.read_text(errors="replace") or "(empty)"
-        except OSError as exc:
-            return f"(no log: {exc})"
-
     def logs(self):
         for server in self.servers:
-            yield f"{server.name} (port {server.port})", self.log_text(server)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+            yield f"{server.name} (port {server.port})", server.log_text()
 
 
 def database_name(url: str) -> str:
@@ -275,42 +189,6 @@ def cluster():
 
 
 # --- clients -------------------------------------------------------------------------------
-def api(server: Server, method: str, path: str, body=None, token: str | None = None, expect: int | None = None):
-    """One REST call; returns (status, decoded JSON or None), asserting the status if given."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(server.base_url + path, data=data, method=method)
-    request.add_header("Accept", "application/json")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with _http.open(request, timeout=30) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    try:
-        payload = json.loads(raw) if raw else None
-    except ValueError:
-        payload = raw[:500]
-    if expect is not None:
-        assert status == expect, f"{method} {server.name}{path}: {status} {payload}"
-    return status, payload
-
-
-def register(server: Server, first_name: str) -> dict:
-    email = f"{first_name.lower()}@example.com"
-    _, user = api(
-        server,
-        "POST",
-        "/api/users/",
-        {"email": email, "password": PASSWORD, "first_name": first_name, "last_name": "Tester"},
-        expect=201,
-    )
-    _, tokens = api(server, "POST", "/api/token/", {"email": email, "password": PASSWORD}, expect=200)
-    return {"user_id": user["user_id"], "token": tokens["access"], "name": first_name}
-
-
 CLOSED = {"type": "(socket closed)"}
 
 
