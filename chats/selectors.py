@@ -72,6 +72,11 @@ def unread_total_for_user(*, user: User) -> int:
     return ConversationMembership.objects.filter(user=user).aggregate(total=Coalesce(Sum("unread_count"), 0))["total"]
 
 
+def message_total_for_user(*, user: User) -> int:
+    """Messages (tombstones included) across the user's conversations, from their stored counts."""
+    return conversations_of(user=user).aggregate(total=Coalesce(Sum("message_count"), 0))["total"]
+
+
 def message_history(*, message: Message) -> QuerySet[MessageEdit]:
     """Earlier versions of a message, oldest first."""
     return MessageEdit.objects.filter(message=message).order_by("replaced_at", "id")

@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from chats import services
 from chats.models import MESSAGE_BODY_MAX_LENGTH, Conversation, Message
 from chats.tests.factories import make_conversation, send
 from chats.tests.utils import assert_error
@@ -112,6 +113,14 @@ class TestRead:
         assert "private" in bodies(client_for(bob).get(FLAT))
         assert bodies(client_for(carol).get(FLAT)) == ["private"]
         assert other.message_count == 1
+
+    def test_flat_count_is_every_message_of_mine_tombstones_included(self, conversation, alice, bob, carol, client_for):
+        make_conversation(bob, carol, messages=("private",))
+        mine = make_conversation(alice, carol, messages=("x", "y"))
+        services.message_delete(message=mine.messages.order_by("sent_at").first(), actor=alice)
+        body = client_for(alice).get(FLAT, {"page_size": 1}).json()
+        assert body["count"] == 4 == Message.objects.filter(conversation__in=[conversation, mine]).count()
+        assert client_for(alice).get(FLAT, {"search": "y"}).json()["count"] == 1  # filtered: counted
 
     def test_retrieve_nested_and_flat(self, conversation, bob, client_for):
         message = conversation.messages.order_by("sent_at").first()

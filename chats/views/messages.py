@@ -122,6 +122,8 @@ class MessageViewSet(_MessageViewSetBase):
 
     def known_count(self) -> int | None:
         params = set(self.request.query_params) - NON_FILTERING_PARAMS
+        if not params:  # every message of every conversation of yours: their stored counts
+            return selectors.message_total_for_user(user=self.request.user)
         if params != {"conversation"}:
             return None
         try:
