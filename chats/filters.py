@@ -72,11 +72,17 @@ class BoundedSearchFilter(filters.SearchFilter):
 
     max_length = 100
 
+    @classmethod
+    def search_field(cls) -> serializers.CharField:
+        """How the search term is checked (the schema documents its error codes)."""
+        return serializers.CharField(
+            required=False, allow_blank=True, trim_whitespace=False, max_length=cls.max_length
+        )
+
     def get_search_terms(self, request):
         value = request.query_params.get(self.search_param, "")
-        field = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=self.max_length)
         try:
-            field.run_validation(value)
+            self.search_field().run_validation(value)
         except serializers.ValidationError as exc:
             raise serializers.ValidationError({self.search_param: exc.detail})
         return super().get_search_terms(request)

@@ -228,12 +228,20 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": env.int("DJANGO_NUM_PROXIES", default=0),
     "DEFAULT_PAGINATION_CLASS": "chats.pagination.StandardPagination",
     "PAGE_SIZE": 20,
-    "DEFAULT_SCHEMA_CLASS": "drf_standardized_errors.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "chats.schema.AutoSchema",
     "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
 }
 
 DRF_STANDARDIZED_ERRORS = {
     "EXCEPTION_HANDLER_CLASS": "messaging_app.errors.ApiExceptionHandler",
+    # The schema documents every error status the API answers with (chats/schema.py): 413 and
+    # 503 come from errors.py and limits.py, 401 carries SimpleJWT's token_not_valid too.
+    "ALLOWED_ERROR_STATUS_CODES": ["400", "401", "403", "404", "405", "406", "413", "415", "429", "500", "503"],
+    "ERROR_SCHEMAS": {
+        "401": "chats.schema.ErrorResponse401Serializer",
+        "413": "chats.schema.ErrorResponse413Serializer",
+        "503": "chats.schema.ErrorResponse503Serializer",
+    },
 }
 
 SIMPLE_JWT = {
@@ -269,7 +277,10 @@ SPECTACULAR_SETTINGS = {
         "ValidationErrorEnum": "drf_standardized_errors.openapi_serializers.ValidationErrorEnum.choices",
         "ClientErrorEnum": "drf_standardized_errors.openapi_serializers.ClientErrorEnum.choices",
         "ServerErrorEnum": "drf_standardized_errors.openapi_serializers.ServerErrorEnum.choices",
-        "ErrorCode401Enum": "drf_standardized_errors.openapi_serializers.ErrorCode401Enum.choices",
+        "ErrorCode401Enum": "chats.schema.ErrorCode401Enum.choices",
+        "TokenObtainErrorCode401Enum": "chats.schema.TokenObtainErrorCode401Enum.choices",
+        "TokenRefreshErrorCode401Enum": "chats.schema.TokenRefreshErrorCode401Enum.choices",
+        "TokenBlacklistErrorCode401Enum": "chats.schema.TokenBlacklistErrorCode401Enum.choices",
         "ErrorCode403Enum": "drf_standardized_errors.openapi_serializers.ErrorCode403Enum.choices",
         "ErrorCode404Enum": "drf_standardized_errors.openapi_serializers.ErrorCode404Enum.choices",
         "ErrorCode405Enum": "drf_standardized_errors.openapi_serializers.ErrorCode405Enum.choices",
@@ -277,8 +288,14 @@ SPECTACULAR_SETTINGS = {
         "ErrorCode415Enum": "drf_standardized_errors.openapi_serializers.ErrorCode415Enum.choices",
         "ErrorCode429Enum": "drf_standardized_errors.openapi_serializers.ErrorCode429Enum.choices",
         "ErrorCode500Enum": "drf_standardized_errors.openapi_serializers.ErrorCode500Enum.choices",
+        "ErrorCode413Enum": "chats.schema.ErrorCode413Enum.choices",
+        "ErrorCode503Enum": "chats.schema.ErrorCode503Enum.choices",
     },
-    "POSTPROCESSING_HOOKS": ["drf_standardized_errors.openapi_hooks.postprocess_schema_enums"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_standardized_errors.openapi_hooks.postprocess_schema_enums",
+        # After it: error attrs of list items ("participants.0") as patterns.
+        "chats.schema.postprocess_indexed_attrs",
+    ],
 }
 
 # --- Real-time delivery (WebSockets) ------------------------------------------------

@@ -3,9 +3,11 @@ Every error the API can give has the one JSON shape (see messaging_app/errors.py
 bad bodies, wrong methods, malformed ids, unknown URLs, paging and size limits,
 and an unexpected exception inside a view.
 """
+import io
 import json
 import uuid
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
 from django.conf import settings
@@ -68,6 +70,44 @@ def test_a_json_body_that_is_not_an_object_is_400(alice, conversation, client_fo
 
     for url in (CONVERSATIONS_URL, MESSAGES_URL, nested_messages_url(conversation)):
         assert_error(client.post(url, raw, content_type="application/json"), 400)
+    assert Message.objects.filter(conversation=conversation).count() == 2
+
+
+@pytest.mark.parametrize("url", [CONVERSATIONS_URL, MESSAGES_URL, "/api/users/", "/api/ping/"])
+def test_more_query_parameters_than_django_parses_is_400_not_500(alice, client_for, url):
+    """Past DATA_UPLOAD_MAX_NUMBER_FIELDS query parameters, a 400 `parse_error` (it was a 500)."""
+    query = urlencode([("x", "1")] * (settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+
+    response = client_for(alice).get(f"{url}?{query}")
+
+    body = assert_error(response, 400, code="parse_error")
+    assert body["type"] == "client_error"
+    assert str(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS) in body["errors"][0]["detail"]
+
+
+@pytest.mark.parametrize("form", ["urlencoded", "multipart"])
+def test_more_form_fields_than_django_parses_is_400_not_500(alice, bob, client_for, form):
+    """Past DATA_UPLOAD_MAX_NUMBER_FIELDS form fields, a 400 `parse_error` and nothing created."""
+    fields = [("participants", str(bob.pk))] * (settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1)
+    client = client_for(alice)
+
+    if form == "urlencoded":
+        response = client.post(CONVERSATIONS_URL, urlencode(fields), content_type="application/x-www-form-urlencoded")
+    else:
+        data = {f"field{i}": value for i, (_, value) in enumerate(fields)}
+        response = client.post(CONVERSATIONS_URL, data, format="multipart")
+
+    assert_error(response, 400, code="parse_error")
+    assert not Conversation.objects.exists()
+
+
+def test_more_files_than_django_parses_is_400_not_500(alice, conversation, client_for):
+    """Past DATA_UPLOAD_MAX_NUMBER_FILES uploaded files, a 400 `parse_error` and nothing sent."""
+    files = {f"file{i}": io.BytesIO(b"x") for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FILES + 1)}
+
+    response = client_for(alice).post(nested_messages_url(conversation), {"message_body": "hi", **files})
+
+    assert_error(response, 400, code="parse_error")
     assert Message.objects.filter(conversation=conversation).count() == 2
 
 

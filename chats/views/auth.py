@@ -1,12 +1,16 @@
 from django.contrib.auth import get_user_model
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from drf_standardized_errors.openapi_serializers import ErrorResponse401Serializer
 from rest_framework.decorators import api_view
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.response import Response
 from rest_framework_simplejwt import serializers as jwt_serializers
 from rest_framework_simplejwt import views as jwt_views
 
+from chats.schema import (
+    TokenBlacklistErrorResponse401Serializer,
+    TokenObtainErrorResponse401Serializer,
+    TokenRefreshErrorResponse401Serializer,
+)
 from chats.serializers import PingSerializer, TokenPairResponseSerializer
 from chats.throttles import LoginRateThrottle
 
@@ -22,7 +26,7 @@ class RefreshSerializer(jwt_serializers.TokenRefreshSerializer):
 @extend_schema_view(
     post=extend_schema(
         summary="Log in: email and password for a JWT pair",
-        responses={200: TokenPairResponseSerializer, 401: ErrorResponse401Serializer},
+        responses={200: TokenPairResponseSerializer, 401: TokenObtainErrorResponse401Serializer},
     )
 )
 class TokenObtainView(jwt_views.TokenObtainPairView):
@@ -36,7 +40,7 @@ class TokenObtainView(jwt_views.TokenObtainPairView):
             "Refresh tokens rotate: the response carries a new `refresh` as well as a new `access`, "
             "and the refresh token you sent is blacklisted (using it again is a 401)."
         ),
-        responses={200: TokenPairResponseSerializer, 401: ErrorResponse401Serializer},
+        responses={200: TokenPairResponseSerializer, 401: TokenRefreshErrorResponse401Serializer},
     )
 )
 class TokenRefreshView(jwt_views.TokenRefreshView):
@@ -48,7 +52,7 @@ class TokenRefreshView(jwt_views.TokenRefreshView):
     post=extend_schema(
         summary="Log out: blacklist a refresh token",
         description="The refresh token can no longer be used. Access tokens expire on their own (15 minutes).",
-        responses={200: OpenApiResponse(description="Blacklisted."), 401: ErrorResponse401Serializer},
+        responses={200: OpenApiResponse(description="Blacklisted."), 401: TokenBlacklistErrorResponse401Serializer},
     )
 )
 class TokenBlacklistView(jwt_views.TokenBlacklistView):

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from chats import selectors, services
 from chats.filters import ConversationFilter
 from chats.models import Conversation, Message
+from chats.schema import SEARCH_ERRORS, document_validation_errors, list_item
 from chats.serializers import (
     ConversationCreateSerializer,
     ConversationSerializer,
@@ -37,6 +38,11 @@ from chats.views.base import ScopedViewSet
         responses={201: ConversationSerializer, 200: ConversationSerializer},
     ),
 )
+@document_validation_errors(SEARCH_ERRORS, actions=["list"])
+# conversation_create: unknown or inactive people, too few or too many of them or of messages.
+@document_validation_errors({"participants": ["invalid"], "messages": ["invalid"]}, actions=["create"])
+# A null item of `messages` is refused as a whole (`messages.3`), not by its fields.
+@document_validation_errors({list_item("messages"): ["null"]}, actions=["create"])
 class ConversationViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, ScopedViewSet
 ):

@@ -11,6 +11,7 @@ from chats.filters import MessageFilter
 from chats.models import Conversation, Message
 from chats.pagination import StandardPagination, TimelinePagination
 from chats.permissions import conversation_for_participant_or_404
+from chats.schema import CURSOR_ERRORS, SEARCH_ERRORS, document_validation_errors
 from chats.serializers import (
     MessageCreateSerializer,
     MessageSendSerializer,
@@ -48,6 +49,7 @@ DELETE_SCHEMA = extend_schema(
 )
 
 
+@document_validation_errors({**SEARCH_ERRORS, **CURSOR_ERRORS}, actions=["list"])
 class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     model = Message
     serializer_class = MessageSerializer

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 
 from chats import selectors, services
 from chats.models import User
+from chats.schema import document_validation_errors, field_error_codes
 from chats.serializers import (
     PasswordChangeSerializer,
     UserMeSerializer,
@@ -40,6 +41,11 @@ from chats.views.base import ScopedViewSet
         ],
     ),
 )
+@document_validation_errors(
+    {"search": field_error_codes(UserSearchQuerySerializer().fields["search"], "search")}, actions=["list"]
+)
+# user_register: full_clean() still finds the address taken if another registration just won.
+@document_validation_errors({"email": ["unique"]}, actions=["create"])
 class UserViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, ScopedViewSet):
     model = User
     serializer_class = UserSummarySerializer

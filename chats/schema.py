@@ -1,0 +1,240 @@
+"""
+What the OpenAPI schema says about errors, beyond what drf-standardized-errors
+works out from serializers and filter sets by itself:
+
+- error codes of our own: 401 `token_not_valid` (any bad JWT) and the token
+  endpoints' codes, 413 `request_too_large`, 503 `service_unavailable`
+  (serializers here, wired in by the ERROR_SCHEMAS setting and the token views);
+- the headers that come with some errors (`WWW-Authenticate`, `Retry-After`);
+- validation errors raised outside request serializers and filter sets: by
+  services, cursor pagination and the search term checks (`document_validation_errors`);
+- list items in `attr`: errors name the item (`participants.0`), the schema a
+  pattern (`postprocess_indexed_attrs`).
+"""
+import re
+from collections.abc import Iterable
+
+from django.db import models
+from drf_spectacular.plumbing import force_instance
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter
+from drf_standardized_errors.openapi import AutoSchema as StandardizedErrorsAutoSchema
+from drf_standardized_errors.openapi_serializers import ClientErrorEnum, ServerErrorEnum
+from drf_standardized_errors.openapi_utils import get_example_from_exception, get_serializer_field_error_codes
+from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
+from drf_standardized_errors.settings import package_settings
+from rest_framework import serializers
+from rest_framework_simplejwt.serializers import TokenObtainSerializer
+
+from chats.filters import BoundedSearchFilter
+from chats.pagination import TimelinePagination
+from messaging_app.errors import RequestTooLarge, ServiceUnavailable, error_body
+
+
+# --- Error codes drf-standardized-errors does not know -------------------------------
+# Enum names are registered in SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].
+class ErrorCode401Enum(models.TextChoices):
+    """Any authenticated endpoint: no credentials, wrong ones, or a bad or expired JWT."""
+
+    AUTHENTICATION_FAILED = "authentication_failed"
+    NOT_AUTHENTICATED = "not_authenticated"
+    TOKEN_NOT_VALID = "token_not_valid"
+
+
+class TokenObtainErrorCode401Enum(models.TextChoices):
+    """POST /api/token/: wrong email or password, or an inactive account."""
+
+    NO_ACTIVE_ACCOUNT = "no_active_account"
+
+
+class TokenRefreshErrorCode401Enum(models.TextChoices):
+    """POST /api/token/refresh/: a bad, expired or used refresh token; a deleted or inactive account."""
+
+    NO_ACTIVE_ACCOUNT = "no_active_account"
+    TOKEN_NOT_VALID = "token_not_valid"
+
+
+class TokenBlacklistErrorCode401Enum(models.TextChoices):
+    """POST /api/token/blacklist/: a bad, expired or already blacklisted refresh token."""
+
+    TOKEN_NOT_VALID = "token_not_valid"
+
+
+class ErrorCode413Enum(models.TextChoices):
+    REQUEST_TOO_LARGE = "request_too_large"
+
+
+class ErrorCode503Enum(models.TextChoices):
+    SERVICE_UNAVAILABLE = "service_unavailable"
+
+
+def _error_response_serializer(name: str, error_type: type[models.TextChoices], codes: type[models.TextChoices]):
+    """`{"type", "errors": [{"code", "detail", "attr": null}]}` with these codes, as component `name`."""
+
+    class Error(serializers.Serializer):
+        code = serializers.ChoiceField(choices=codes.choices)
+        detail = serializers.CharField()
+        attr = serializers.CharField(allow_null=True)
+
+        class Meta:
+            ref_name = name.replace("ErrorResponse", "Error")
+
+    class ErrorResponse(serializers.Serializer):
+        type = serializers.ChoiceField(choices=error_type.choices)
+        errors = Error(many=True)
+
+        class Meta:
+            ref_name = name
+
+    return ErrorResponse
+
+
+# DRF_STANDARDIZED_ERRORS["ERROR_SCHEMAS"]: these replace the package's defaults everywhere.
+ErrorResponse401Serializer = _error_response_serializer("ErrorResponse401", ClientErrorEnum, ErrorCode401Enum)
+ErrorResponse413Serializer = _error_response_serializer("ErrorResponse413", ClientErrorEnum, ErrorCode413Enum)
+ErrorResponse503Serializer = _error_response_serializer("ErrorResponse503", ServerErrorEnum, ErrorCode503Enum)
+# The token endpoints authenticate nobody: their 401s are about the credentials or token sent.
+TokenObtainErrorResponse401Serializer = _error_response_serializer(
+    "TokenObtainErrorResponse401", ClientErrorEnum, TokenObtainErrorCode401Enum
+)
+TokenRefreshErrorResponse401Serializer = _error_response_serializer(
+    "TokenRefreshErrorResponse401", ClientErrorEnum, TokenRefreshErrorCode401Enum
+)
+TokenBlacklistErrorResponse401Serializer = _error_response_serializer(
+    "TokenBlacklistErrorResponse401", ClientErrorEnum, TokenBlacklistErrorCode401Enum
+)
+
+
+# --- Headers that come with error responses --------------------------------------------
+ERROR_RESPONSE_HEADERS = [
+    OpenApiParameter(
+        "WWW-Authenticate",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        response=[401],
+        required=True,
+        description='How to authenticate: `Bearer realm="api"`.',
+    ),
+    OpenApiParameter(
+        "Retry-After",
+        OpenApiTypes.INT,
+        OpenApiParameter.HEADER,
+        response=[429, 503],
+        description="Seconds to wait before trying again.",
+    ),
+]
+
+
+def _example(name: str, status: int, code: str, detail: str) -> OpenApiExample:
+    return OpenApiExample(
+        name, value=error_body("client_error", code, str(detail)), response_only=True, status_codes=[str(status)]
+    )
+
+
+# Next to the package's examples (one per DRF exception).
+ERROR_EXAMPLES = [
+    _example("TokenNotValid", 401, "token_not_valid", "The token is invalid or expired."),
+    _example(
+        "NoActiveAccount", 401, "no_active_account", TokenObtainSerializer.default_error_messages["no_active_account"]
+    ),
+    get_example_from_exception(RequestTooLarge()),
+    get_example_from_exception(ServiceUnavailable()),
+]
+
+
+def _documented_codes(serializer) -> set[str] | None:
+    """The codes an error response serializer allows, if it lists them (not for 400s)."""
+    errors = getattr(force_instance(serializer), "fields", {}).get("errors")
+    code = getattr(getattr(errors, "child", None), "fields", {}).get("code")
+    return set(code.choices) if isinstance(code, serializers.ChoiceField) else None
+
+
+class AutoSchema(StandardizedErrorsAutoSchema):
+    """drf-standardized-errors' error responses, with the headers and examples that fit them."""
+
+    def get_override_parameters(self):
+        return super().get_override_parameters() + ERROR_RESPONSE_HEADERS
+
+    def _get_error_response_examples(self):
+        allowed = set(self._get_allowed_error_status_codes())
+        return super()._get_error_response_examples() + [
+            example for example in ERROR_EXAMPLES if allowed.intersection(example.status_codes)
+        ]
+
+    def _get_examples(self, serializer, direction, media_type, status_code=None, extras=None):
+        examples = super()._get_examples(serializer, direction, media_type, status_code, extras)
+        codes = _documented_codes(serializer) if direction == "response" else None
+        if not codes:
+            return examples
+        # e.g. no `not_authenticated` example for the token endpoints, which never answer it.
+        return {
+            name: example
+            for name, example in examples.items()
+            if all(error.get("code") in codes for error in example.get("value", {}).get("errors", []))
+        }
+
+
+# --- Validation errors raised outside request serializers and filter sets ----------------
+def field_error_codes(field: serializers.Field, name: str) -> list[str]:
+    """The error codes a serializer field can raise, as drf-standardized-errors finds them."""
+    return sorted(get_serializer_field_error_codes(field, name))
+
+
+def document_validation_errors(errors: dict[str, Iterable[str]], *, actions: list[str] | None = None):
+    """
+    A view decorator: these attrs may come with these codes (in addition to the codes of
+    the request serializer or filter set), for these actions (default: all).
+    """
+
+    def decorate(view):
+        for attr, codes in errors.items():
+            view = extend_validation_errors(sorted(codes), field_name=attr, actions=actions)(view)
+        return view
+
+    return decorate
+
+
+def list_item(attr: str) -> str:
+    """The attr of an item of a list field, as the schema names it: `messages.INDEX`."""
+    return f"{attr}{package_settings.NESTED_FIELD_SEPARATOR}{package_settings.LIST_INDEX_IN_API_SCHEMA}"
+
+
+# `?search=` of the lists that search (BoundedSearchFilter).
+SEARCH_ERRORS = {"search": field_error_codes(BoundedSearchFilter.search_field(), "search")}
+# `?before=` / `?after=` of message timelines: an unknown cursor, or both at once (TimelinePagination).
+CURSOR_ERRORS = {param: ["invalid"] for param in TimelinePagination.cursor_params}
+
+
+# --- List items in attrs ---------------------------------------------------------------------
+def postprocess_indexed_attrs(result, generator, request, public):
+    """
+    A SPECTACULAR_SETTINGS postprocessing hook. drf-standardized-errors documents the error
+    of a list item with an `attr` such as `participants.INDEX` (LIST_INDEX_IN_API_SCHEMA);
+    responses name the item: `participants.0`. Such attrs become patterns, and the
+    discriminators that map attr values to error components, which cannot map a pattern,
+    are dropped (the `oneOf` they belong to still tells the components apart).
+    """
+    separator = package_settings.NESTED_FIELD_SEPARATOR
+    index = package_settings.LIST_INDEX_IN_API_SCHEMA
+    schemas = result.get("components", {}).get("schemas", {})
+
+    def is_indexed(attr) -> bool:
+        return isinstance(attr, str) and index in attr.split(separator)
+
+    def pattern(attr: str) -> str:
+        parts = [r"[0-9]+" if part == index else re.escape(part) for part in attr.split(separator)]
+        return "^" + re.escape(separator).join(parts) + "$"
+
+    for schema in schemas.values():
+        attr = schema.get("properties", {}).get("attr", {})
+        values = attr.get("enum") or []
+        if len(values) == 1 and is_indexed(values[0]):
+            schema["properties"]["attr"] = {
+                "type": "string",
+                "pattern": pattern(values[0]),
+                "description": f"`{values[0]}`, where {index} is the item's position in the list, from 0.",
+            }
+        mapping = schema.get("discriminator", {}).get("mapping", {})
+        if any(is_indexed(value) for value in mapping):
+            del schema["discriminator"]
+    return result
