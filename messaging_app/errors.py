@@ -7,8 +7,11 @@ The one error shape of the API, for DRF views and for plain Django responses:
 DRF errors are formatted by drf-standardized-errors; this module adds the
 conversions it does not know about and JSON versions of Django's 404/500 pages.
 """
+import logging
+
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
@@ -16,6 +19,8 @@ from drf_standardized_errors.handler import ExceptionHandler
 from rest_framework import exceptions
 from rest_framework.serializers import as_serializer_error
 from rest_framework_simplejwt.exceptions import InvalidToken
+
+request_logger = logging.getLogger("django.request")
 
 
 class ServiceUnavailable(exceptions.APIException):
@@ -40,6 +45,14 @@ class ApiExceptionHandler(ExceptionHandler):
             return unavailable
         if isinstance(exc, RequestDataTooBig):
             return RequestTooLarge()
+        # More query parameters or form fields (or files) than Django parses: the request's
+        # fault, like a malformed body, not a 500.
+        if isinstance(exc, TooManyFieldsSent):
+            return exceptions.ParseError(
+                f"Too many query parameters or form fields (at most {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS})."
+            )
+        if isinstance(exc, TooManyFilesSent):
+            return exceptions.ParseError(f"Too many files (at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES}).")
         # Services validate models with full_clean(); their errors are client errors.
         if isinstance(exc, DjangoValidationError):
             return exceptions.ValidationError(as_serializer_error(exc))
@@ -60,6 +73,18 @@ class ApiExceptionHandler(ExceptionHandler):
             detail = str(exc.detail.get("detail") or "Authentication failed.")
             return _with_auth_header(exceptions.AuthenticationFailed(detail), exc)
         return super().convert_known_exceptions(exc)
+
+    def report_exception(self, exc: exceptions.APIException, response) -> None:
+        if not isinstance(exc, ServiceUnavailable):
+            return super().report_exception(exc, response)
+        # While the database is away every request fails the same way: one line each, naming
+        # the database's error, instead of a full traceback each.
+        request = getattr(self.context.get("request"), "_request", None)
+        request_logger.error(
+            "Service unavailable (database): %s: %s", getattr(request, "path", ""), self.exc,
+            extra={"status_code": response.status_code, "request": request},
+        )
+        response._has_been_logged = True  # Django's own 5xx log line would repeat it
 
 
 def _with_auth_header(new: exceptions.APIException, old: Exception) -> exceptions.APIException:

@@ -1,7 +1,9 @@
 """JWT lifecycle (rotation, logout, password change), inactive users, throttling, body size, database outages."""
+import logging
 from datetime import timedelta
 
 import jwt
+
 import pytest
 from django.conf import settings
 from django.db.utils import OperationalError
@@ -187,6 +189,17 @@ class TestDatabaseOutage:
         body = assert_error(response, 503, code="service_unavailable")
         assert body["type"] == "server_error" and "MySQL" not in response.content.decode()
         assert response["Retry-After"] == "5"
+
+    def test_an_outage_logs_one_line_per_request_without_a_traceback(self, client_for, alice, monkeypatch, caplog):
+        def down(**kwargs):
+            raise OperationalError("(2006, 'MySQL server has gone away')")
+
+        monkeypatch.setattr(selectors, "conversation_list_for_user", down)
+        with caplog.at_level(logging.INFO, logger="django.request"):
+            assert_error(client_for(alice).get("/api/conversations/"), 503)
+        records = [r for r in caplog.records if r.name == "django.request"]
+        assert len(records) == 1 and records[0].levelno == logging.ERROR
+        assert "gone away" in records[0].getMessage() and records[0].exc_info is None
 
     def test_a_failure_mid_write_leaves_nothing_half_written(self, client_for, alice, bob, monkeypatch):
         """Memberships fail after the conversation row is inserted: the whole create rolls back."""
