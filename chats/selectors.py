@@ -89,6 +89,21 @@ def message_list_for_user(*, user: User) -> QuerySet[Message]:
     )
 
 
+MESSAGE_ROW_FIELDS = (
+    "message_id", "conversation_id", "message_body", "sent_at", "edited_at", "is_deleted",
+    "parent_message_id", "client_id", "sender__user_id", "sender__first_name", "sender__last_name",
+)
+
+
+def message_rows(ids: list) -> list[dict]:
+    """
+    The messages of a timeline page (ids already chosen, and scoped, by the pagination), in
+    the order of `ids`, as dicts of MESSAGE_ROW_FIELDS: one query on the primary key.
+    """
+    rows = {row["message_id"]: row for row in Message.objects.filter(pk__in=ids).values(*MESSAGE_ROW_FIELDS)}
+    return [rows[pk] for pk in ids if pk in rows]
+
+
 def message_list_for_conversation(*, conversation: Conversation) -> QuerySet[Message]:
     return Message.objects.filter(conversation=conversation).select_related("sender")
 

@@ -109,49 +109,66 @@ class ConversationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+def _person(user_id, first_name, last_name) -> dict:
+    return {"user_id": str(user_id), "first_name": first_name, "last_name": last_name}
+
+
+_datetime = serializers.DateTimeField()
+
+
+def _time(value) -> str | None:
+    return None if value is None else _datetime.to_representation(value)
+
+
+def _message(row: dict, prefix: str = "") -> dict | None:
+    """MessageSerializer's output for the `<prefix>`-named fields of a value row."""
+    message_id = row[prefix + "message_id"]
+    if message_id is None:
+        return None
+    parent = row[prefix + "parent_message_id"]
+    return {
+        "message_id": str(message_id),
+        "conversation": str(row[prefix + "conversation_id"]),
+        "sender": _person(
+            row[prefix + "sender__user_id"], row[prefix + "sender__first_name"], row[prefix + "sender__last_name"]
+        ),
+        "message_body": row[prefix + "message_body"],
+        "sent_at": _time(row[prefix + "sent_at"]),
+        "edited_at": _time(row[prefix + "edited_at"]),
+        "is_deleted": row[prefix + "is_deleted"],
+        "parent_message": None if parent is None else str(parent),
+        "client_id": row[prefix + "client_id"],
+    }
+
+
+def message_rows_representation(rows: list[dict]) -> list[dict]:
+    """
+    MessageSerializer's output for value rows (selectors.message_rows): the timelines' fast
+    path, without a model instance and a serializer per message. Same keys, order and
+    formats; test_messages pins the two as identical.
+    """
+    return [_message(row) for row in rows]
+
+
 def conversation_rows_representation(rows, participants: dict) -> list[dict]:
     """
     ConversationSerializer's output for value rows (selectors.conversation_rows) and
     their participants (selectors.participants_by_conversation): the inbox's fast path.
     Same keys, order and formats; test_conversations pins the two as identical.
     """
-    when = serializers.DateTimeField().to_representation
-
-    def person(user_id, first_name, last_name):
-        return {"user_id": str(user_id), "first_name": first_name, "last_name": last_name}
-
-    def time(value):
-        return None if value is None else when(value)
-
     out = []
     for row in rows:
         creator = row["created_by__user_id"]
-        message = row["last_message__message_id"]
         out.append({
             "conversation_id": str(row["conversation_id"]),
-            "participants": [person(*p) for p in participants[row["conversation_id"]]],
-            "created_by": None if creator is None else person(
+            "participants": [_person(*p) for p in participants[row["conversation_id"]]],
+            "created_by": None if creator is None else _person(
                 creator, row["created_by__first_name"], row["created_by__last_name"]
             ),
-            "created_at": when(row["created_at"]),
-            "last_activity_at": when(row["last_activity_at"]),
+            "created_at": _time(row["created_at"]),
+            "last_activity_at": _time(row["last_activity_at"]),
             "message_count": row["message_count"],
-            "last_message": None if message is None else {
-                "message_id": str(message),
-                "conversation": str(row["last_message__conversation_id"]),
-                "sender": person(
-                    row["last_message__sender__user_id"],
-                    row["last_message__sender__first_name"],
-                    row["last_message__sender__last_name"],
-                ),
-                "message_body": row["last_message__message_body"],
-                "sent_at": when(row["last_message__sent_at"]),
-                "edited_at": time(row["last_message__edited_at"]),
-                "is_deleted": row["last_message__is_deleted"],
-                "parent_message": None if row["last_message__parent_message_id"] is None
-                else str(row["last_message__parent_message_id"]),
-                "client_id": row["last_message__client_id"],
-            },
+            "last_message": _message(row, "last_message__"),
             "unread_count": row["unread_count"],
         })
     return out

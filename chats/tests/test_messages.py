@@ -150,6 +150,33 @@ class TestRead:
         assert Message.objects.get(pk=message.pk).conversation_id == conversation.pk
 
 
+def test_timelines_render_exactly_what_the_message_serializer_gives(conversation, alice, bob, client_for):
+    """Timelines build their JSON from value rows (a fast path); it must match the serializer's."""
+    from rest_framework.renderers import JSONRenderer
+
+    from chats.serializers import MessageSerializer
+
+    first = conversation.messages.order_by("sent_at").first()
+    send(conversation, bob, "a reply ✓", parent_message_id=first.pk, client_id="retry-1")
+    edited = send(conversation, alice, "to edit")
+    services.message_edit(message=edited, actor=alice, message_body="edited")
+    services.message_delete(message=send(conversation, bob, "to delete"), actor=bob)
+    expected = [MessageSerializer(m).data for m in conversation.messages.select_related("sender")]
+    assert len(expected) == 5
+    client = client_for(alice)
+    for url, params, want in [
+        (nested(conversation), {}, expected),
+        (FLAT, {}, expected),
+        (nested(conversation), {"page_size": 2, "page": 2}, expected[2:4]),
+        (nested(conversation), {"before": expected[1]["message_id"]}, expected[2:]),
+        (FLAT, {"after": expected[3]["message_id"], "conversation": str(conversation.pk)}, expected[:3][::-1]),
+    ]:
+        response = client.get(url, params)
+        assert response.status_code == 200, response.content
+        # Byte for byte: same keys in the same order, same formats of ids, times and nulls.
+        assert JSONRenderer().render(response.data["results"]) == JSONRenderer().render(want), (url, params)
+
+
 class TestFilters:
     def test_filter_by_conversation_and_sender(self, conversation, alice, bob, carol, client_for):
         send(conversation, bob, "from bob")

@@ -18,6 +18,7 @@ from chats.serializers import (
     MessageSerializer,
     MessageUpdateSerializer,
     MessageVersionSerializer,
+    message_rows_representation,
 )
 from chats.throttles import SendRateThrottle
 from chats.views.base import ScopedViewSet
@@ -63,6 +64,12 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
     def known_count(self) -> int | None:
         """The timeline's size without COUNT(*), when a conversation's count is known."""
         return None
+
+    def list(self, request, *args, **kwargs):
+        # The pagination picks the page's ids on the timeline index; then those rows, as
+        # values (same output as MessageSerializer, without an instance per message).
+        ids = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(message_rows_representation(selectors.message_rows(ids)))
 
     def get_throttles(self):
         throttles = super().get_throttles()
