@@ -265,6 +265,11 @@ def take_down(stack: Stack, traffic: Traffic, how: str) -> Outage:
     if how == FROZEN:
         outage.down = time.monotonic()
         stack.db.freeze()
+        # A send made now, on a new connection, must give up after the connect timeout. The
+        # regular senders may all be stuck in queries the freeze caught (no read timeout), so
+        # one is started here rather than left to their timing.
+        time.sleep(0.1)
+        traffic.send_in_background(traffic.people["alice"], f"{traffic.label}-frozen-alice")
         return outage
     blocker = stack.db.connect(DATABASE)
     cursor = blocker.cursor()
