@@ -57,7 +57,8 @@ class TimelinePagination(StandardPagination):
             # Ids only: with the sender joined, MariaDB's planner may start from the users
             # table when a conversation has few people, and sort its whole history (37 s for
             # the newest page of 1,000,000 messages between two people).
-            return list(super().paginate_queryset(queryset.values_list("pk", flat=True), request, view))
+            ids = view.page_ids(queryset) if hasattr(view, "page_ids") else queryset.values_list("pk", flat=True)
+            return list(super().paginate_queryset(ids, request, view))
         if len(given) > 1:
             raise serializers.ValidationError({"before": ["Use either before or after, not both."]})
         self.request = request

@@ -2,7 +2,11 @@
 Every non-trivial read, as querysets already scoped to the requesting user and
 shaped for the API (fixed number of queries per page, whatever its length).
 """
-from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
+from datetime import datetime
+from datetime import timezone as dt_timezone
+
+from django.db import connection
+from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from chats.models import Conversation, ConversationMembership, Message, MessageEdit, User
@@ -87,6 +91,54 @@ def message_list_for_user(*, user: User) -> QuerySet[Message]:
     return Message.objects.filter(conversation_id__in=_conversation_ids_of(user)).select_related(
         "sender"
     )
+
+
+class NewestMessageIdsOfUser:
+    """
+    The ids of a user's messages across all their conversations, newest first, sliceable
+    (`[offset:offset + limit]`) like the queryset a paginator takes, without the database
+    sorting the user's whole history: the newest N messages all lie in the N most recently
+    active conversations (each one's newest message is at least as new as anything in the
+    others), so each of those gives its own newest N ids from the timeline index, and only
+    those are merged. Two queries per page; for the first MERGE_LIMIT messages only.
+    """
+
+    MERGE_LIMIT = 200
+    ordered = True  # for Django's Paginator
+
+    def __init__(self, user: User):
+        self.user = user
+
+    def __getitem__(self, page: slice) -> list:
+        depth = page.stop
+        if depth <= page.start:
+            return []
+        active = conversations_of(user=self.user).filter(message_count__gt=0).order_by("-last_activity_at")
+        # Ties with the Nth conversation's last activity are in too: their newest message may sort first.
+        nth = active.values("last_activity_at")[depth - 1:depth]
+        since = Coalesce(Subquery(nth), Value(datetime.min.replace(tzinfo=dt_timezone.utc)))
+        conversation_ids = list(active.filter(last_activity_at__gte=since).values_list("pk", flat=True))
+        if not conversation_ids:
+            return []
+        newest = [
+            Message.objects.filter(conversation_id=pk)
+            .order_by("-sent_at", "-message_id")
+            .values("message_id", "sent_at")[:depth]
+            for pk in conversation_ids
+        ]
+        parts, params = [], []
+        for number, queryset in enumerate(newest):
+            sql, part_params = queryset.query.sql_with_params()
+            parts.append(f"SELECT * FROM ({sql}) part{number}")
+            params.extend(part_params)
+        sql = (
+            f"SELECT message_id FROM ({' UNION ALL '.join(parts)}) newest "
+            f"ORDER BY sent_at DESC, message_id DESC LIMIT {depth - page.start} OFFSET {page.start}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            to_python = Message._meta.pk.to_python
+            return [to_python(row[0]) for row in cursor.fetchall()]
 
 
 MESSAGE_ROW_FIELDS = (

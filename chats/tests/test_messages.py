@@ -177,6 +177,51 @@ def test_timelines_render_exactly_what_the_message_serializer_gives(conversation
         assert JSONRenderer().render(response.data["results"]) == JSONRenderer().render(want), (url, params)
 
 
+def test_flat_list_pages_merge_conversations_exactly_as_one_sort_would(alice, client_for):
+    """
+    The unfiltered flat list takes each page from the most recently active conversations'
+    own timelines (no sort of the whole history); it must give exactly the global order,
+    ties on sent_at across conversations included, on every page the merge serves.
+    """
+    import random
+
+    from chats.models import User
+    from chats.tests.factories import UserFactory
+
+    rng = random.Random(7)
+    others = UserFactory.create_batch(6)
+    conversations = [make_conversation(alice, other) for other in others]
+    conversations.append(make_conversation(alice, *others[:3]))  # a group
+    make_conversation(others[0], others[1], messages=("not alice's",))
+    for number in range(90):  # uneven: some conversations much busier than others
+        conversation = rng.choice(conversations[:3] * 4 + conversations)
+        send(conversation, rng.choice([alice, *conversation.participants.exclude(pk=alice.pk)]), f"m{number}")
+    # Messages of different conversations at the very same instant: the id settles the order.
+    tied = Message.objects.filter(conversation__in=conversations[3:5]).order_by("-sent_at")[:2]
+    instant = Message.objects.order_by("-sent_at").values_list("sent_at", flat=True).first()
+    Message.objects.filter(pk__in=[m.pk for m in tied]).update(sent_at=instant)
+    for conversation in conversations[3:5]:
+        newest = conversation.messages.order_by("-sent_at", "-message_id").first()
+        Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=newest.sent_at)
+    assert User.objects.count() == 7
+
+    everything = [
+        str(pk) for pk in Message.objects.filter(conversation__in=conversations)
+        .order_by("-sent_at", "-message_id").values_list("pk", flat=True)
+    ]
+    client = client_for(alice)
+    for size in (1, 7, 20, 50):
+        for page in range(1, 200 // size + 1):
+            response = client.get(FLAT, {"page_size": size, "page": page})
+            if page > 1 and (page - 1) * size >= len(everything):
+                assert response.status_code == 404
+                break
+            body = response.json()
+            assert body["count"] == len(everything)
+            got = [m["message_id"] for m in body["results"]]
+            assert got == everything[(page - 1) * size:page * size], (size, page)
+
+
 class TestFilters:
     def test_filter_by_conversation_and_sender(self, conversation, alice, bob, carol, client_for):
         send(conversation, bob, "from bob")

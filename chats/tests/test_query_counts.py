@@ -41,8 +41,9 @@ def test_conversation_search(busy_alice, client_for, django_assert_num_queries):
 
 
 def test_flat_message_list(busy_alice, client_for, django_assert_num_queries):
-    # count, the page's ids, those rows (sender joined)
-    assert_fixed_queries(django_assert_num_queries, client_for(busy_alice), "/api/messages/", 3)
+    # count (the conversations' stored counts), the most recently active conversations, the
+    # page's ids merged from their timelines, those rows (sender joined)
+    assert_fixed_queries(django_assert_num_queries, client_for(busy_alice), "/api/messages/", 4)
 
 
 def test_nested_message_list(alice, bob, client_for, django_assert_num_queries):

@@ -129,6 +129,18 @@ class MessageViewSet(_MessageViewSetBase):
     def scoped_queryset(self):
         return selectors.message_list_for_user(user=self.request.user)
 
+    def page_ids(self, queryset):
+        """The ids page mode slices: unfiltered, newest first and not deep, merged per conversation."""
+        params = self.request.query_params
+        default_order = params.get("ordering", "-sent_at") == "-sent_at"
+        if set(params) <= NON_FILTERING_PARAMS and default_order:
+            paginator = self.paginator
+            size = paginator.get_page_size(self.request)
+            page = params.get(paginator.page_query_param, "1")
+            if page.isdigit() and int(page) * size <= selectors.NewestMessageIdsOfUser.MERGE_LIMIT:
+                return selectors.NewestMessageIdsOfUser(self.request.user)
+        return queryset.values_list("pk", flat=True)
+
     def known_count(self) -> int | None:
         params = set(self.request.query_params) - NON_FILTERING_PARAMS
         if not params:  # every message of every conversation of yours: their stored counts
