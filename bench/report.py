@@ -3,7 +3,7 @@
 # (scenario, minimum throughput in % of the floor)
 THROUGHPUT_TARGETS = [("inbox", 40), ("newest", 50), ("send", 30), ("send_client_id", 30)]
 # (1M-message scenario, its small counterpart): within 1.5x in throughput and p50 latency
-FLAT_PAIRS = [("newest_1m", "newest_1k"), ("deep_1m", "deep_1k"), ("inbox_1m", "inbox")]
+FLAT_PAIRS = [("newest_1m", "newest_1k"), ("deep_1m", "deep_1k"), ("inbox_1m", "inbox"), ("flat_1m", "flat")]
 FLAT_RATIO = 1.5
 TAIL_RATIO = 10  # p99 < 10x p50 for every read
 
