@@ -105,8 +105,17 @@ TokenBlacklistErrorResponse401Serializer = _error_response_serializer(
 )
 
 
-# --- Headers that come with error responses --------------------------------------------
-ERROR_RESPONSE_HEADERS = [
+# --- Response headers: on every response, and with some errors ----------------------------
+RESPONSE_HEADERS = [
+    OpenApiParameter(
+        "X-Request-ID",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        response=True,
+        required=True,
+        description="The request's id, as in the server's log lines: the client's own `X-Request-ID` "
+        "if it sent a valid UUID, else a new one.",
+    ),
     OpenApiParameter(
         "WWW-Authenticate",
         OpenApiTypes.STR,
@@ -153,7 +162,7 @@ class AutoSchema(StandardizedErrorsAutoSchema):
     """drf-standardized-errors' error responses, with the headers and examples that fit them."""
 
     def get_override_parameters(self):
-        return super().get_override_parameters() + ERROR_RESPONSE_HEADERS
+        return super().get_override_parameters() + RESPONSE_HEADERS
 
     def _get_error_response_examples(self):
         allowed = set(self._get_allowed_error_status_codes())

@@ -1,4 +1,5 @@
 from django.contrib.auth import get_user_model
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework.decorators import api_view
 from rest_framework.exceptions import AuthenticationFailed
@@ -52,7 +53,10 @@ class TokenRefreshView(jwt_views.TokenRefreshView):
     post=extend_schema(
         summary="Log out: blacklist a refresh token",
         description="The refresh token can no longer be used. Access tokens expire on their own (15 minutes).",
-        responses={200: OpenApiResponse(description="Blacklisted."), 401: TokenBlacklistErrorResponse401Serializer},
+        responses={
+            200: OpenApiResponse(OpenApiTypes.OBJECT, description="Blacklisted: an empty object, `{}`."),
+            401: TokenBlacklistErrorResponse401Serializer,
+        },
     )
 )
 class TokenBlacklistView(jwt_views.TokenBlacklistView):
