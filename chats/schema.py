@@ -247,3 +247,111 @@ def postprocess_indexed_attrs(result, generator, request, public):
         if any(is_indexed(value) for value in mapping):
             del schema["discriminator"]
     return result
+
+
+# --- Request examples: the bodies Swagger UI's "Try it out" offers ---------------------------
+# The first example of an operation is what Swagger UI prefills, so each must work as sent:
+# no made-up ids in optional fields. Together they are a first session: register (the account
+# below), log in as it, then use the rest. test_api_docs.py sends each one, as-is.
+EXAMPLE_EMAIL = "ada.lovelace@example.com"
+EXAMPLE_PASSWORD = "analytical-engine-1843"
+EXAMPLE_NEW_PASSWORD = "difference-engine-1822"
+# Ids in a body cannot be known in advance: this one marks the value to replace.
+PLACEHOLDER_ID = "00000000-0000-0000-0000-000000000000"
+PLACEHOLDER_REFRESH = "paste the refresh token from POST /api/token/"
+
+
+def _request_example(name: str, value: dict, description: str = "") -> OpenApiExample:
+    return OpenApiExample(name, value=value, description=description, request_only=True)
+
+
+REGISTER_EXAMPLES = [
+    _request_example(
+        "New account",
+        {"email": EXAMPLE_EMAIL, "password": EXAMPLE_PASSWORD, "first_name": "Ada", "last_name": "Lovelace"},
+        "Creates the account the other examples use (once per server: the address is then taken, 400). "
+        "Then log in with the same email and password: `POST /api/token/`.",
+    ),
+]
+TOKEN_OBTAIN_EXAMPLES = [
+    _request_example(
+        "Log in", {"email": EXAMPLE_EMAIL, "password": EXAMPLE_PASSWORD}, "The account `POST /api/users/` creates."
+    ),
+]
+TOKEN_REFRESH_EXAMPLES = [
+    _request_example(
+        "Refresh token", {"refresh": PLACEHOLDER_REFRESH}, "Replace the value with the `refresh` your login returned."
+    ),
+]
+PASSWORD_CHANGE_EXAMPLES = [
+    _request_example(
+        "New password",
+        {"current_password": EXAMPLE_PASSWORD, "new_password": EXAMPLE_NEW_PASSWORD},
+        "For the account `POST /api/users/` creates; for yours, put your own current password.",
+    ),
+]
+CONVERSATION_CREATE_EXAMPLES = [
+    _request_example(
+        "With one person",
+        {"participants": [PLACEHOLDER_ID], "messages": [{"message_body": "Hello!"}]},
+        "Replace the id with a `user_id` from `GET /api/users/?search=<name or email>`.",
+    ),
+]
+PARTICIPANT_ADD_EXAMPLES = [
+    _request_example(
+        "Someone", {"user_id": PLACEHOLDER_ID}, "Replace the id with a `user_id` from `GET /api/users/?search=`."
+    ),
+]
+MESSAGE_SEND_EXAMPLES = [
+    _request_example("Text", {"message_body": "Hello!"}),
+    _request_example(
+        "Reply that is safe to retry",
+        {"message_body": "Agreed.", "parent_message": PLACEHOLDER_ID, "client_id": "my-device-0001"},
+        "Replace `parent_message` with the `message_id` to reply to. Sending it again with the same "
+        "`client_id` returns the first message (200) instead of a duplicate.",
+    ),
+]
+MESSAGE_CREATE_EXAMPLES = [
+    _request_example(
+        "Text",
+        {"conversation": PLACEHOLDER_ID, "message_body": "Hello!"},
+        "Replace the id with a `conversation_id` of yours (`GET /api/conversations/`), or send with "
+        "`POST /api/conversations/{conversation_id}/messages/`, where the id is in the path.",
+    ),
+]
+MESSAGE_EDIT_EXAMPLES = [_request_example("New text", {"message_body": "Hello again!"})]
+MARK_READ_EXAMPLES = [
+    _request_example("Everything", {}, "Up to the newest message."),
+    _request_example("Up to a message", {"message_id": PLACEHOLDER_ID}, "Replace the id with a `message_id`."),
+]
+
+
+# --- Security schemes and servers ---------------------------------------------------------
+# drf-spectacular lists components by name, so `basicAuth` and `cookieAuth` came before
+# `jwtAuth`, and Swagger UI's Authorize dialog shows them in that order.
+SECURITY_SCHEME_ORDER = ["jwtAuth", "basicAuth", "cookieAuth"]
+SECURITY_SCHEME_DESCRIPTIONS = {
+    "jwtAuth": "The `access` token of `POST /api/token/`, without the word Bearer.",
+    "basicAuth": "Your email and password (for scripts; use HTTPS).",
+    "cookieAuth": "The session of `/api-auth/login/`: a browser sends it by itself; there is nothing to enter.",
+}
+
+
+def postprocess_security_and_servers(result, generator, request, public):
+    """
+    A SPECTACULAR_SETTINGS postprocessing hook: Bearer first among the security schemes,
+    each with a word on how to use it; and, when the schema is served, one server: the
+    address it was requested at (scheme and host as the client sees them), so imports
+    into Postman or client generators get a base URL.
+    """
+    components = result.get("components", {})
+    schemes = components.get("securitySchemes", {})
+    first = [name for name in SECURITY_SCHEME_ORDER if name in schemes]
+    for name in first + sorted(set(schemes) - set(first)):
+        scheme = schemes.pop(name)  # re-inserted in order
+        if name in SECURITY_SCHEME_DESCRIPTIONS:
+            scheme["description"] = SECURITY_SCHEME_DESCRIPTIONS[name]
+        schemes[name] = scheme
+    if request is not None:
+        result["servers"] = [{"url": request.build_absolute_uri("/").rstrip("/"), "description": "This server."}]
+    return result

@@ -265,7 +265,8 @@ SPECTACULAR_SETTINGS = {
         '`{"type": "validation_error"|"client_error"|"server_error", '
         '"errors": [{"code", "detail", "attr"}]}`. '
         "Live events (new, edited and deleted messages, membership changes, read state, typing) "
-        "are pushed over the WebSocket endpoint `/ws/`; its protocol is in docs/websocket.md."
+        "are pushed over the WebSocket endpoint `/ws/`; its protocol is described in "
+        "[the WebSocket guide](/docs/websocket/) (docs/websocket.md in the repository)."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -273,6 +274,21 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The Authorize dialog keeps what you enter across reloads (in the browser's localStorage);
+    # no call to validator.swagger.io (its badge would send the schema's URL there).
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "persistAuthorization": True, "validatorUrl": None},
+    # The system's fonts: the docs load nothing from another host (messaging_app/api_docs.py).
+    "REDOC_UI_SETTINGS": {
+        "theme": {
+            "typography": {
+                "fontFamily": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
+                "headings": {"fontFamily": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"},
+            }
+        }
+    },
+    # The served schema names the server it was requested from (chats.schema.postprocess_security_and_servers);
+    # a file written by `make schema` names the development server.
+    "SERVERS": [{"url": "http://127.0.0.1:8000", "description": "`make run` on this machine."}],
     "ENUM_NAME_OVERRIDES": {
         "ValidationErrorEnum": "drf_standardized_errors.openapi_serializers.ValidationErrorEnum.choices",
         "ClientErrorEnum": "drf_standardized_errors.openapi_serializers.ClientErrorEnum.choices",
@@ -295,6 +311,8 @@ SPECTACULAR_SETTINGS = {
         "drf_standardized_errors.openapi_hooks.postprocess_schema_enums",
         # After it: error attrs of list items ("participants.0") as patterns.
         "chats.schema.postprocess_indexed_attrs",
+        # Bearer first in Swagger UI's Authorize dialog; `servers` from the request.
+        "chats.schema.postprocess_security_and_servers",
     ],
 }
 

@@ -8,6 +8,8 @@ from rest_framework_simplejwt import serializers as jwt_serializers
 from rest_framework_simplejwt import views as jwt_views
 
 from chats.schema import (
+    TOKEN_OBTAIN_EXAMPLES,
+    TOKEN_REFRESH_EXAMPLES,
     TokenBlacklistErrorResponse401Serializer,
     TokenObtainErrorResponse401Serializer,
     TokenRefreshErrorResponse401Serializer,
@@ -28,6 +30,7 @@ class RefreshSerializer(jwt_serializers.TokenRefreshSerializer):
     post=extend_schema(
         summary="Log in: email and password for a JWT pair",
         responses={200: TokenPairResponseSerializer, 401: TokenObtainErrorResponse401Serializer},
+        examples=TOKEN_OBTAIN_EXAMPLES,
     )
 )
 class TokenObtainView(jwt_views.TokenObtainPairView):
@@ -42,6 +45,7 @@ class TokenObtainView(jwt_views.TokenObtainPairView):
             "and the refresh token you sent is blacklisted (using it again is a 401)."
         ),
         responses={200: TokenPairResponseSerializer, 401: TokenRefreshErrorResponse401Serializer},
+        examples=TOKEN_REFRESH_EXAMPLES,
     )
 )
 class TokenRefreshView(jwt_views.TokenRefreshView):
@@ -57,6 +61,7 @@ class TokenRefreshView(jwt_views.TokenRefreshView):
             200: OpenApiResponse(OpenApiTypes.OBJECT, description="Blacklisted: an empty object, `{}`."),
             401: TokenBlacklistErrorResponse401Serializer,
         },
+        examples=TOKEN_REFRESH_EXAMPLES,
     )
 )
 class TokenBlacklistView(jwt_views.TokenBlacklistView):

@@ -10,7 +10,14 @@ from rest_framework.response import Response
 from chats import selectors, services
 from chats.filters import ConversationFilter
 from chats.models import Conversation, Message
-from chats.schema import SEARCH_ERRORS, document_validation_errors, list_item
+from chats.schema import (
+    CONVERSATION_CREATE_EXAMPLES,
+    MARK_READ_EXAMPLES,
+    PARTICIPANT_ADD_EXAMPLES,
+    SEARCH_ERRORS,
+    document_validation_errors,
+    list_item,
+)
 from chats.serializers import (
     ConversationCreateSerializer,
     ConversationSerializer,
@@ -36,6 +43,7 @@ from chats.views.base import ScopedViewSet
         ),
         request=ConversationCreateSerializer,
         responses={201: ConversationSerializer, 200: ConversationSerializer},
+        examples=CONVERSATION_CREATE_EXAMPLES,
     ),
 )
 @document_validation_errors(SEARCH_ERRORS, actions=["list"])
@@ -90,6 +98,7 @@ class ConversationViewSet(
         description="Any participant may add an active user. 201 if added, 200 if they were already in.",
         request=ParticipantAddSerializer,
         responses={201: ConversationSerializer, 200: ConversationSerializer},
+        examples=PARTICIPANT_ADD_EXAMPLES,
     )
     @action(detail=True, methods=["post"], url_path="participants")
     def add_participant(self, request, conversation_id=None):
@@ -129,6 +138,7 @@ class ConversationViewSet(
         ),
         request=MarkReadSerializer,
         responses={200: ReadStateSerializer},
+        examples=MARK_READ_EXAMPLES,
     )
     @action(detail=True, methods=["post"])
     def read(self, request, conversation_id=None):

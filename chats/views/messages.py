@@ -11,7 +11,14 @@ from chats.filters import MessageFilter
 from chats.models import Conversation, Message
 from chats.pagination import StandardPagination, TimelinePagination
 from chats.permissions import conversation_for_participant_or_404
-from chats.schema import CURSOR_ERRORS, SEARCH_ERRORS, document_validation_errors
+from chats.schema import (
+    CURSOR_ERRORS,
+    MESSAGE_CREATE_EXAMPLES,
+    MESSAGE_EDIT_EXAMPLES,
+    MESSAGE_SEND_EXAMPLES,
+    SEARCH_ERRORS,
+    document_validation_errors,
+)
 from chats.serializers import (
     MessageCreateSerializer,
     MessageSendSerializer,
@@ -42,6 +49,7 @@ EDIT_SCHEMA = extend_schema(
     description=EDIT_DESCRIPTION,
     request=MessageUpdateSerializer,
     responses={200: MessageSerializer, 403: ErrorResponse403Serializer},
+    examples=MESSAGE_EDIT_EXAMPLES,
 )
 DELETE_SCHEMA = extend_schema(
     summary="Delete a message",
@@ -121,6 +129,7 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
         description=SEND_DESCRIPTION + " The conversation must be one you take part in.",
         request=MessageCreateSerializer,
         responses={201: MessageSerializer, 200: MessageSerializer},
+        examples=MESSAGE_CREATE_EXAMPLES,
     ),
     partial_update=EDIT_SCHEMA,
     destroy=DELETE_SCHEMA,
@@ -178,6 +187,7 @@ class MessageViewSet(_MessageViewSetBase):
         description=SEND_DESCRIPTION,
         request=MessageSendSerializer,
         responses={201: MessageSerializer, 200: MessageSerializer},
+        examples=MESSAGE_SEND_EXAMPLES,
     ),
     partial_update=EDIT_SCHEMA,
     destroy=DELETE_SCHEMA,

@@ -8,7 +8,12 @@ from rest_framework.response import Response
 
 from chats import selectors, services
 from chats.models import User
-from chats.schema import document_validation_errors, field_error_codes
+from chats.schema import (
+    PASSWORD_CHANGE_EXAMPLES,
+    REGISTER_EXAMPLES,
+    document_validation_errors,
+    field_error_codes,
+)
 from chats.serializers import (
     PasswordChangeSerializer,
     UserMeSerializer,
@@ -27,6 +32,7 @@ from chats.views.base import ScopedViewSet
         description="Create an account (no authentication needed). Log in afterwards with `POST /api/token/`.",
         request=UserRegisterSerializer,
         responses={201: UserProfileSerializer},
+        examples=REGISTER_EXAMPLES,
         auth=[],
     ),
     list=extend_schema(
@@ -101,6 +107,7 @@ class UserViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, ScopedViewSet)
         ),
         request=PasswordChangeSerializer,
         responses={204: OpenApiResponse(description="Changed.")},
+        examples=PASSWORD_CHANGE_EXAMPLES,
     )
     @action(detail=False, methods=["post"], url_path="me/password")
     def change_password(self, request):
