@@ -3,7 +3,9 @@
 #   1. the four manifests against the Kubernetes 1.30 schemas, strictly (kubernetes-validate);
 #   2. cross-file consistency the schemas cannot see (labels, selectors, ports, probes,
 #      security context, grace periods, names the files refer to);
-#   3. shellcheck on messaging_app/kubctl-0x0* and scripts/*.sh, and each kubctl script's -h;
+#   3. the kubctl scripts' layout (messaging_app/kubctl-0x01, kubctl-0x02 and kubctl-0x03 at the
+#      root, every path the README and CI name exists), shellcheck on them and scripts/*.sh,
+#      and each kubctl script's -h;
 #   4. actionlint on .github/workflows/*.yml.
 #
 #   bash scripts/k8s_validate.sh
@@ -228,7 +230,26 @@ fi
 
 # --- 3. shell scripts ---------------------------------------------------------------------
 shopt -s nullglob
-scripts=(messaging_app/kubctl-0x0* scripts/*.sh)
+KUBCTL_SCRIPTS=(messaging_app/kubctl-0x01 kubctl-0x02 kubctl-0x03)
+for s in "${KUBCTL_SCRIPTS[@]}"; do
+    if [[ -f "$s" && -x "$s" ]]; then pass "$s: present and executable"; else fail "$s: missing or not executable"; fi
+done
+for s in messaging_app/kubctl-0x0* kubctl-0x0* */kubctl-0x0*; do
+    [[ " ${KUBCTL_SCRIPTS[*]} " == *" $s "* ]] || fail "$s: a kubctl script outside the layout (${KUBCTL_SCRIPTS[*]})"
+done
+# kubctl-0x02 and -0x03 used to live in messaging_app: nothing may name them in a folder; every kubctl
+# command the README shows must exist where it says.
+stale="$(grep -rnE '[A-Za-z0-9_-]+/kubctl-0x0[23]' README.md .github .ci ./*.yaml scripts Dockerfile .dockerignore || true)"
+while read -r cmd; do
+    [[ -x "${cmd#./}" ]] || stale+=$'\n'"README.md runs $cmd, which does not exist"
+done < <(grep -oE '^(\./)?(messaging_app/)?kubctl-0x0[0-9]' README.md)
+if [[ -z "${stale//$'\n'/}" ]]; then
+    pass "README, CI, scripts and manifests name the kubctl scripts where they are"
+else
+    printf '    %s\n' "$stale"
+    fail "references to kubctl scripts at paths that do not exist"
+fi
+scripts=("${KUBCTL_SCRIPTS[@]}" scripts/*.sh)
 if ! command -v shellcheck >/dev/null; then
     fail "shellcheck not installed"
 elif shellcheck -x "${scripts[@]}" >"$tmp/out" 2>&1; then
@@ -237,7 +258,8 @@ else
     cat "$tmp/out"
     fail "shellcheck"
 fi
-for s in messaging_app/kubctl-0x0*; do
+for s in "${KUBCTL_SCRIPTS[@]}"; do
+    [[ -f "$s" ]] || continue
     head -n 1 "$s" | grep -qx '#!/usr/bin/env bash' || fail "$s: first line must be #!/usr/bin/env bash"
     grep -qx 'set -euo pipefail' "$s" || fail "$s: needs set -euo pipefail"
     # -h must work anywhere: no kubectl, no cluster.
