@@ -65,3 +65,8 @@ bench: install ## Benchmark on MariaDB: make bench [QUICK=1] [BENCH_ARGS="--only
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .pytest_cache node_modules
+
+# Container image for Kubernetes: build and push REGISTRY/messaging-app:TAG (scripts/image_push.sh -h).
+.PHONY: image-push
+image-push: ## Build and push the image: make image-push REGISTRY=ghcr.io/you TAG=1.1.0 [SET_KUSTOMIZATION=1]
+	bash scripts/image_push.sh --registry "$(REGISTRY)" --tag "$(TAG)" $(if $(filter 1,$(SET_KUSTOMIZATION)),--set-kustomization)

@@ -3,7 +3,8 @@ Settings for messaging_app: one file, driven by the environment.
 
 Development default: `DJANGO_DEBUG=1` (the Makefile sets it) with an embedded
 SQLite database and a throwaway secret. Production (`DJANGO_DEBUG` unset or
-off) refuses to start without `DJANGO_SECRET_KEY`.
+off) refuses to start without `DJANGO_SECRET_KEY`, or with a placeholder or
+short one.
 
 Every variable is listed in the README ("Configuration").
 """
@@ -29,6 +30,25 @@ if not SECRET_KEY:
             "for local development only, set DJANGO_DEBUG=1."
         )
     SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production"
+
+# Words that mark a value copied from an example file (secret.env.example, .env.example) and
+# never replaced. Production refuses such a key, and one too short to resist guessing, so a
+# deployment cannot run with a secret published in this repository.
+PLACEHOLDER_SECRET_MARKERS = ("change-me", "changeme", "replace-me", "replace-with", "placeholder")
+SECRET_KEY_MIN_LENGTH = 32
+if not DEBUG:
+    lowered = SECRET_KEY.lower()
+    if any(marker in lowered for marker in PLACEHOLDER_SECRET_MARKERS) or lowered.startswith("django-insecure"):
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is a placeholder from an example file. Set a long random string, e.g. "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(50))'."
+        )
+    if len(SECRET_KEY) < SECRET_KEY_MIN_LENGTH or len(set(SECRET_KEY)) < 5:
+        raise ImproperlyConfigured(
+            f"DJANGO_SECRET_KEY is too short or too uniform (at least {SECRET_KEY_MIN_LENGTH} characters, "
+            "5 different). Set a long random string, e.g. "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(50))'."
+        )
 
 ALLOWED_HOSTS = env.list(
     "DJANGO_ALLOWED_HOSTS",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A local, faithful stand-in for the Kubernetes blue/green switch (messaging_app/kubctl-0x02):
+# A local, faithful stand-in for the Kubernetes blue/green switch (kubctl-0x02):
 # two production-mode servers of the app (gunicorn + uvicorn workers, DEBUG off) play the blue
 # and green Deployments, nginx plays the Service/ingress. Its upstream lives in an included file
 # that names one colour, as the Service's selector does; mid-way through a bounded request loop

