@@ -220,6 +220,37 @@ def conversation_remove_participant(*, conversation: Conversation, actor: User, 
 
 
 @transaction.atomic
+def conversation_delete(*, conversation: Conversation) -> None:
+    """
+    Staff only (the admin): the conversation goes with its memberships, messages and
+    their history. Every member's sockets are told to drop it, as when they leave.
+    """
+    locked = _lock(conversation)
+    conversation_id = locked.pk
+    member_ids = list(ConversationMembership.objects.filter(conversation=locked).values_list("user_id", flat=True))
+    locked.delete()
+    for user_id in member_ids:
+        events.conversation_removed(conversation_id, user_id)
+
+
+@transaction.atomic
+def user_delete(*, user: User) -> None:
+    """
+    Staff only (the admin). Someone who sent messages cannot be deleted (the timelines keep
+    them): deactivate them instead. Otherwise they leave each conversation through
+    conversation_remove_participant (direct_key cleared, events sent), then go.
+    """
+    _lock_users([user.pk])  # lock order: the user before their conversations
+    if Message.objects.filter(sender=user).exists():
+        raise ValidationError(
+            "This user has sent messages, which stay in their conversations: deactivate the account instead."
+        )
+    for conversation in Conversation.objects.filter(memberships__user=user):
+        conversation_remove_participant(conversation=conversation, actor=user, user_id=user.pk)
+    user.delete()
+
+
+@transaction.atomic
 def conversation_mark_read(
     *, conversation: Conversation, user: User, message: Message | None = None
 ) -> None:
