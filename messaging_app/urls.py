@@ -3,8 +3,11 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from chats.views import TokenBlacklistView, TokenObtainView, TokenRefreshView
+from messaging_app import pages
 
 urlpatterns = [
+    path("", pages.landing, name="landing"),
+    path("docs/websocket/", pages.websocket_protocol, name="websocket-protocol"),
     path("admin/", admin.site.urls),
     path("api/", include("chats.urls")),
     path("api/token/", TokenObtainView.as_view(), name="token_obtain_pair"),

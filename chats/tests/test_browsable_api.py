@@ -2,7 +2,7 @@
 The browsable API as a browser uses it: log in with the session form, open a write
 endpoint as HTML, fill in its "HTML form" tab (CSRF token included) or post its
 "Raw data" tab as it stands. Every write that matters has its real input fields, and
-its raw example is a valid request.
+its raw example is a valid request. Also the open API root, for people and programs.
 """
 import json
 
@@ -217,3 +217,31 @@ def test_forms_without_the_csrf_token_are_refused(alice, conversation, alice_bro
     response = alice_browser.post(path, {"message_body": "no token"}, HTTP_ACCEPT="application/json")
     assert response.status_code == 403
     assert not Message.objects.filter(message_body="no token").exists()
+
+
+# --- The API root --------------------------------------------------------------------------
+def test_anonymous_api_root_says_what_exists_and_how_to_log_in(client):
+    response = client.get("/api/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    body = response.json()
+    for name in ("users", "conversations", "messages", "me", "ping", "schema", "swagger_ui", "redoc",
+                 "websocket_protocol", "login"):
+        assert body[name].startswith("http://testserver/"), name
+    assert body["login"] == "http://testserver/api-auth/login/?next=/api/"
+    assert "POST /api/token/" in body["authentication"]
+
+    page = client.get("/api/", **HTML)
+    assert page.status_code == 200
+    assert 'href="http://testserver/api-auth/login/?next=%2Fapi%2F"' in page.content.decode()
+
+
+@pytest.mark.parametrize("name", ["users", "conversations", "messages", "me", "ping"])
+def test_every_endpoint_the_open_root_lists_still_needs_credentials(client, name):
+    url = client.get("/api/", HTTP_ACCEPT="application/json").json()[name]
+    path = url.removeprefix("http://testserver")
+
+    assert client.get(path, HTTP_ACCEPT="application/json").status_code == 401
+    # A browser is sent to the login form, and back afterwards.
+    page = client.get(path, **HTML)
+    assert page.status_code == 302
+    assert page["Location"] == f"/api-auth/login/?next={path}"
