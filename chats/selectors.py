@@ -174,3 +174,13 @@ def user_search(*, user: User, term: str) -> QuerySet[User]:
     for word in term.split():
         name_match &= Q(first_name__icontains=word) | Q(last_name__icontains=word)
     return others.filter(name_match | Q(email=term.lower()))
+
+
+def example_contact_id(*, user: User):
+    """Someone the user already shares a conversation with, or None: the browsable API's example."""
+    return user_search(user=user, term="").values_list("pk", flat=True).first()
+
+
+def example_conversation_id(*, user: User):
+    """The user's most recently active conversation, or None: the browsable API's example."""
+    return conversations_of(user=user).order_by("-last_activity_at").values_list("pk", flat=True).first()

@@ -3,10 +3,14 @@ Input and output shapes. Output serializers are read-only views of models;
 input serializers check shape and limits and hand plain values to services.
 Names are unique because drf-spectacular turns them into schema components.
 """
+import re
+
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
+from rest_framework.utils import html
 
+from chats import selectors
 from chats.models import (
     MAX_INITIAL_MESSAGES,
     MAX_PARTICIPANTS,
@@ -175,6 +179,97 @@ def conversation_rows_representation(rows, participants: dict) -> list[dict]:
 
 
 # --- Input -----------------------------------------------------------------------
+# The browsable API builds its HTML form and its "Raw data" example from these serializers:
+# a field's `initial` is the example value, and InputSerializer leaves out the optional
+# fields that have none, so the raw example posts as it is.
+EXAMPLE_MESSAGE_BODY = "Hello!"
+
+
+class InputSerializer(serializers.Serializer):
+    def get_initial(self):
+        initial = super().get_initial()
+        if hasattr(self, "initial_data"):  # a submitted form shown again: keep what was typed
+            return initial
+        return {
+            name: value
+            for name, value in initial.items()
+            if self.fields[name].required or value not in (None, "", [])
+        }
+
+
+def _requesting_user(field: serializers.Field):
+    request = field.context.get("request")
+    user = getattr(request, "user", None)
+    return user if user is not None and user.is_authenticated else None
+
+
+def _example_contact(field: serializers.Field) -> str | None:
+    user = _requesting_user(field)
+    contact = user and selectors.example_contact_id(user=user)
+    return str(contact) if contact else None
+
+
+class ContactIdField(serializers.UUIDField):
+    """A user_id; its example is someone the requesting user already talks to."""
+
+    def get_initial(self):
+        return _example_contact(self)
+
+
+class ConversationIdField(serializers.UUIDField):
+    """A conversation_id; its example is the requesting user's latest conversation."""
+
+    def get_initial(self):
+        user = _requesting_user(self)
+        conversation = user and selectors.example_conversation_id(user=user)
+        return str(conversation) if conversation else None
+
+
+class UserIdListField(serializers.ListField):
+    """
+    A JSON list of user_ids. An HTML form sends one text input of ids separated by commas
+    or spaces (or repeats the field); the example is someone the requesting user talks to.
+    """
+
+    child = serializers.UUIDField()
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("style", {"template": "chats/browsable/id_list.html"})
+        super().__init__(**kwargs)
+
+    def get_value(self, dictionary):
+        value = super().get_value(dictionary)
+        if html.is_html_input(dictionary) and isinstance(value, list):
+            value = [part for item in value for part in re.split(r"[\s,]+", str(item)) if part]
+        return value
+
+    def get_initial(self):
+        contact = _example_contact(self)
+        return [contact] if contact else []
+
+
+def _blank_message(item) -> bool:
+    return hasattr(item, "get") and not str(item.get("message_body", "")).strip()
+
+
+class InitialMessagesField(serializers.ListField):
+    """
+    A JSON list of messages. An HTML form has one optional message box
+    (`messages[0]message_body`); left empty, it sends no message.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("style", {"template": "chats/browsable/first_message.html"})
+        kwargs.setdefault("initial", [{"message_body": EXAMPLE_MESSAGE_BODY}])
+        super().__init__(**kwargs)
+
+    def get_value(self, dictionary):
+        value = super().get_value(dictionary)
+        if html.is_html_input(dictionary) and isinstance(value, list):
+            value = [item for item in value if not _blank_message(item)]
+        return value
+
+
 class StrictCharField(serializers.CharField):
     """A CharField that takes only strings: 42 is a wrong type, not the text "42"."""
 
@@ -190,11 +285,13 @@ def message_body_field() -> serializers.CharField:
     # Leading/trailing whitespace is trimmed; what remains must not be empty.
     return StrictCharField(
         max_length=MESSAGE_BODY_MAX_LENGTH,
+        initial=EXAMPLE_MESSAGE_BODY,
+        style={"base_template": "textarea.html", "rows": 3},
         help_text=f"Text of the message: 1 to {MESSAGE_BODY_MAX_LENGTH} characters after trimming.",
     )
 
 
-class UserRegisterSerializer(serializers.Serializer):
+class UserRegisterSerializer(InputSerializer):
     email = serializers.EmailField(max_length=254)
     password = StrictCharField(
         write_only=True, max_length=128, style={"input_type": "password"}, trim_whitespace=False
@@ -220,12 +317,16 @@ class UserRegisterSerializer(serializers.Serializer):
         return attrs
 
 
-class PasswordChangeSerializer(serializers.Serializer):
-    current_password = StrictCharField(write_only=True, max_length=128, trim_whitespace=False)
-    new_password = StrictCharField(write_only=True, max_length=128, trim_whitespace=False)
+class PasswordChangeSerializer(InputSerializer):
+    current_password = StrictCharField(
+        write_only=True, max_length=128, trim_whitespace=False, style={"input_type": "password"}
+    )
+    new_password = StrictCharField(
+        write_only=True, max_length=128, trim_whitespace=False, style={"input_type": "password"}
+    )
 
 
-class NestedMessageCreateSerializer(serializers.Serializer):
+class NestedMessageCreateSerializer(InputSerializer):
     """A message inside a conversation: only its text; the sender is you."""
 
     message_body = message_body_field()
@@ -248,19 +349,18 @@ class MessageSendSerializer(NestedMessageCreateSerializer):
     )
 
 
-class MessageUpdateSerializer(serializers.Serializer):
+class MessageUpdateSerializer(InputSerializer):
     message_body = message_body_field()
 
 
 class MessageCreateSerializer(MessageSendSerializer):
     """A message to any conversation you take part in."""
 
-    conversation = serializers.UUIDField(help_text="conversation_id of a conversation you take part in.")
+    conversation = ConversationIdField(help_text="conversation_id of a conversation you take part in.")
 
 
-class ConversationCreateSerializer(serializers.Serializer):
-    participants = serializers.ListField(
-        child=serializers.UUIDField(),
+class ConversationCreateSerializer(InputSerializer):
+    participants = UserIdListField(
         min_length=1,
         max_length=MAX_PARTICIPANTS,
         help_text=(
@@ -268,7 +368,7 @@ class ConversationCreateSerializer(serializers.Serializer):
             f"at most {MAX_PARTICIPANTS})."
         ),
     )
-    messages = serializers.ListField(
+    messages = InitialMessagesField(
         child=NestedMessageCreateSerializer(),
         required=False,
         max_length=MAX_INITIAL_MESSAGES,
@@ -276,11 +376,11 @@ class ConversationCreateSerializer(serializers.Serializer):
     )
 
 
-class ParticipantAddSerializer(serializers.Serializer):
-    user_id = serializers.UUIDField(help_text="The person to add.")
+class ParticipantAddSerializer(InputSerializer):
+    user_id = ContactIdField(help_text="The person to add.")
 
 
-class MarkReadSerializer(serializers.Serializer):
+class MarkReadSerializer(InputSerializer):
     message_id = serializers.UUIDField(
         required=False, allow_null=True, help_text="Read up to this message (default: the newest)."
     )

@@ -5,6 +5,7 @@ from rest_framework_nested.routers import NestedSimpleRouter
 from chats import views
 
 router = DefaultRouter()
+router.APIRootView = views.ApiRootView
 router.register("users", views.UserViewSet, basename="user")
 router.register("conversations", views.ConversationViewSet, basename="conversation")
 router.register("messages", views.MessageViewSet, basename="message")

@@ -10,6 +10,7 @@ conversions it does not know about and JSON versions of Django's 404/500 pages.
 import logging
 
 from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -17,6 +18,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from drf_standardized_errors.handler import ExceptionHandler
 from rest_framework import exceptions
+from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.serializers import as_serializer_error
 from rest_framework_simplejwt.exceptions import InvalidToken
 
@@ -36,6 +38,19 @@ class RequestTooLarge(exceptions.APIException):
 
 
 class ApiExceptionHandler(ExceptionHandler):
+    def run(self):
+        # A browser opening an API page without credentials is sent to the login form (and
+        # back afterwards) instead of a 401 page; API clients keep getting the 401.
+        request = self.context.get("request")
+        if (
+            isinstance(self.exc, exceptions.NotAuthenticated)
+            and request is not None
+            and request.method in ("GET", "HEAD")
+            and isinstance(getattr(request, "accepted_renderer", None), BrowsableAPIRenderer)
+        ):
+            return redirect_to_login(request.get_full_path(), login_url=settings.LOGIN_URL)
+        return super().run()
+
     def convert_known_exceptions(self, exc: Exception) -> Exception:
         # The database is down or unreachable: a retryable 503, not a 500. Any open
         # transaction was rolled back, so nothing is half-written.

@@ -103,7 +103,8 @@ ROOT_URLCONF = "messaging_app.urls"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # The landing page and the rendered docs (messaging_app/pages.py).
+        "DIRS": [BASE_DIR / "messaging_app" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -172,6 +173,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# The browsable API's session login (rest_framework.urls); browsers opening an API page
+# without credentials are sent there.
+LOGIN_URL = "/api-auth/login/"
 LOGIN_REDIRECT_URL = "/api/"
 
 # --- Internationalisation and static files ------------------------------------

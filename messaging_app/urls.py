@@ -2,9 +2,12 @@ from django.contrib import admin
 from django.urls import include, path
 
 from chats.views import TokenBlacklistView, TokenObtainView, TokenRefreshView
+from messaging_app import pages
 from messaging_app.api_docs import RedocView, SchemaView, SwaggerView
 
 urlpatterns = [
+    path("", pages.landing, name="landing"),
+    path("docs/websocket/", pages.websocket_protocol, name="websocket-protocol"),
     path("admin/", admin.site.urls),
     path("api/", include("chats.urls")),
     path("api/token/", TokenObtainView.as_view(), name="token_obtain_pair"),

@@ -275,8 +275,13 @@ def test_the_schema_downloads_under_a_name_without_spaces(query, filename):
 
 def test_the_description_links_the_websocket_guide():
     """A real link, to the page the server serves docs/websocket.md at."""
-    description = get_schema(APIClient())["info"]["description"]
-    assert re.search(r"\[[^\]]+\]\(/docs/websocket/\)", description)
+    client = APIClient()
+    description = get_schema(client)["info"]["description"]
+    link = re.search(r"\[[^\]]+\]\((/docs/websocket/)\)", description)
+    assert link
+    page = client.get(link.group(1), HTTP_ACCEPT="text/html")
+    assert page.status_code == 200
+    assert "auth" in page.content.decode()  # the protocol's first frame, rendered
 
 
 # --- Nothing from another host ------------------------------------------------------------------

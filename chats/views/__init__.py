@@ -5,9 +5,11 @@ authorization is checked where a path or payload names a conversation.
 from chats.views.auth import TokenBlacklistView, TokenObtainView, TokenRefreshView, ping
 from chats.views.conversations import ConversationViewSet
 from chats.views.messages import ConversationMessageViewSet, MessageViewSet
+from chats.views.root import ApiRootView
 from chats.views.users import UserViewSet
 
 __all__ = [
+    "ApiRootView",
     "ConversationMessageViewSet",
     "ConversationViewSet",
     "MessageViewSet",

@@ -63,6 +63,17 @@ class ConversationViewSet(
     search_fields = ["participants__first_name", "participants__last_name", "=participants__email"]
     ordering_fields = ["created_at", "last_activity_at"]
 
+    # Input shapes per action (the browsable API renders its forms from them); every response
+    # is a ConversationSerializer or ReadStateSerializer, built explicitly.
+    input_serializers = {
+        "create": ConversationCreateSerializer,
+        "add_participant": ParticipantAddSerializer,
+        "read": MarkReadSerializer,
+    }
+
+    def get_serializer_class(self):
+        return self.input_serializers.get(self.action, ConversationSerializer)
+
     def scoped_queryset(self):
         return selectors.conversation_list_for_user(user=self.request.user)
 
@@ -83,7 +94,7 @@ class ConversationViewSet(
         return Response(ConversationSerializer(fresh).data, status=status_code)
 
     def create(self, request, *args, **kwargs):
-        serializer = ConversationCreateSerializer(data=request.data)
+        serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         conversation, created = services.conversation_create(
@@ -103,7 +114,7 @@ class ConversationViewSet(
     @action(detail=True, methods=["post"], url_path="participants")
     def add_participant(self, request, conversation_id=None):
         conversation = self.get_object()
-        serializer = ParticipantAddSerializer(data=request.data)
+        serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         added = services.conversation_add_participant(
             conversation=conversation, actor=request.user, user_id=serializer.validated_data["user_id"]
@@ -143,7 +154,7 @@ class ConversationViewSet(
     @action(detail=True, methods=["post"])
     def read(self, request, conversation_id=None):
         conversation = self.get_object()
-        serializer = MarkReadSerializer(data=request.data)
+        serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         message_id = serializer.validated_data.get("message_id")
         message = None

@@ -69,6 +69,17 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
     search_fields = ["message_body"]
     ordering_fields = ["sent_at"]
 
+    input_serializer_class = MessageSendSerializer
+
+    def get_serializer_class(self):
+        # Input shapes for the writes (the browsable API renders its forms from them);
+        # responses are MessageSerializer, built explicitly.
+        if self.action == "create":
+            return self.input_serializer_class
+        if self.action == "partial_update":
+            return MessageUpdateSerializer
+        return MessageSerializer
+
     def known_count(self) -> int | None:
         """The timeline's size without COUNT(*), when a conversation's count is known."""
         return None
@@ -98,7 +109,7 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
         )
 
     def partial_update(self, request, *args, **kwargs):
-        serializer = MessageUpdateSerializer(data=request.data)
+        serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         message = services.message_edit(
             message=self.get_object(), actor=request.user, message_body=serializer.validated_data["message_body"]
@@ -135,6 +146,8 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
     destroy=DELETE_SCHEMA,
 )
 class MessageViewSet(_MessageViewSetBase):
+    input_serializer_class = MessageCreateSerializer
+
     def scoped_queryset(self):
         return selectors.message_list_for_user(user=self.request.user)
 
@@ -169,7 +182,7 @@ class MessageViewSet(_MessageViewSetBase):
         return conversation["message_count"] if conversation else 0
 
     def create(self, request, *args, **kwargs):
-        serializer = MessageCreateSerializer(data=request.data)
+        serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         conversation = selectors.conversations_of(user=request.user).filter(pk=data["conversation"]).first()
@@ -210,6 +223,6 @@ class ConversationMessageViewSet(_MessageViewSetBase):
 
     def create(self, request, *args, **kwargs):
         conversation = self.get_conversation()
-        serializer = MessageSendSerializer(data=request.data)
+        serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return self.send(conversation, serializer.validated_data)

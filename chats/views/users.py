@@ -79,6 +79,8 @@ class UserViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, ScopedViewSet)
             return UserRegisterSerializer
         if self.action == "me":
             return UserMeSerializer
+        if self.action == "change_password":
+            return PasswordChangeSerializer
         return UserSummarySerializer
 
     def scoped_queryset(self):
@@ -87,7 +89,7 @@ class UserViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, ScopedViewSet)
         return selectors.user_search(user=self.request.user, term=query.validated_data.get("search", ""))
 
     def create(self, request, *args, **kwargs):
-        serializer = UserRegisterSerializer(data=request.data)
+        serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user = services.user_register(**serializer.validated_data)
         return Response(UserProfileSerializer(user).data, status=status.HTTP_201_CREATED)
@@ -111,7 +113,7 @@ class UserViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, ScopedViewSet)
     )
     @action(detail=False, methods=["post"], url_path="me/password")
     def change_password(self, request):
-        serializer = PasswordChangeSerializer(data=request.data)
+        serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         services.user_change_password(user=request.user, **serializer.validated_data)
         update_session_auth_hash(request._request, request.user)

@@ -46,4 +46,8 @@ api_round_trip() {
     static_path="$(grep -o '/static/[^"]*swagger-ui[^"]*\.css' "$API_WORK/body" | head -1)"
     [[ -n $static_path ]] || fail "no static stylesheet linked from /api/docs/"
     api_call 200 GET "$static_path"
+    # The landing page, and docs/websocket.md rendered (docs/ is in the image).
+    api_call 200 GET /
+    api_call 200 GET /docs/websocket/
+    grep -q 'Live events over WebSockets' "$API_WORK/body" || fail "/docs/websocket/ does not show docs/websocket.md"
 }
