@@ -233,11 +233,12 @@ for ing in find("Ingress"):
     for rule in ing["spec"]["rules"]:
         need(rule.get("host") in hosts, f"Ingress {name}: host {rule.get('host')} not in DJANGO_ALLOWED_HOSTS {hosts}")
         for p in rule["http"]["paths"]:
-            public.add(p["path"])
+            # "/" may be routed exactly (the landing page); as a prefix it would expose everything.
+            public.add("/ (Exact)" if p["path"] == "/" and p.get("pathType") == "Exact" else p["path"])
             b = p["backend"]["service"]
             need(b["name"] == "messaging-app", f"Ingress {name} {p['path']}: backend must be the messaging-app Service")
             need(b["port"].get("name") == "http" or b["port"].get("number") == 80, f"Ingress {name} {p['path']}: port http")
-for path in ("/api", "/admin", "/ws", "/static", "/api-auth"):
+for path in ("/ (Exact)", "/docs", "/api", "/admin", "/ws", "/static", "/api-auth"):
     need(path in public, f"ingress.yaml: {path} not routed")
 for path in ("/healthz", "/readyz", "/"):
     need(path not in public, f"ingress.yaml: {path} must not be exposed")
