@@ -49,7 +49,7 @@ PIP_INSTALL = $(PY) -m pip install --disable-pip-version-check
 
 $(VENV)/.installed-run: requirements.txt requirements-run.txt | $(PY)
 	@$(MAKE) --no-print-directory sysdeps
-	@echo "==> Installing what serving needs (requirements-run.txt; about 40 s the first time)"
+	@echo "==> Installing what serving needs (requirements-run.txt; a minute or less the first time)"
 	$(PIP_INSTALL) -r requirements-run.txt
 	@touch $@
 
