@@ -7,9 +7,10 @@ PORT ?= 8000
 # Development defaults; production sets these itself (see README, "Configuration").
 export DJANGO_DEBUG ?= 1
 
-.PHONY: bench run serve test test-integration install sysdeps migrate lint schema seed listen clean
+.PHONY: bench run serve test test-integration install install-dev sysdeps migrate lint schema seed listen superuser clean
 
 run: install migrate ## Serve the API and WebSockets on http://127.0.0.1:$(PORT)/ (ASGI)
+	@echo "==> Serving on http://127.0.0.1:$(PORT)/ (Ctrl-C to stop)"
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 # Local plain-HTTP production run: the secret below is for this machine only.
@@ -21,32 +22,46 @@ serve: install migrate ## Production-like: DEBUG off, collectstatic, gunicorn + 
 	$(SERVE_ENV) $(PY) manage.py collectstatic --no-input -v 0
 	$(SERVE_ENV) PORT=$(PORT) $(VENV)/bin/gunicorn messaging_app.asgi:application
 
-test: install ## Run the whole test suite (SQLite unless DATABASE_URL says otherwise)
+test: install-dev ## Run the whole test suite (SQLite unless DATABASE_URL says otherwise)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-integration: install ## Two real servers on MariaDB + Redis (both must be running); DB outages on private MariaDB/PostgreSQL
+test-integration: install-dev ## Two real servers on MariaDB + Redis (both must be running); DB outages on private MariaDB/PostgreSQL
 	$(PY) -m pytest -m integration -p no:cacheprovider $(PYTEST_ARGS)
 
-install: $(VENV)/.installed
+# Two steps, each with its own stamp: `make run` installs what serving needs
+# (requirements-run.txt); `make test` then only adds the test and lint tools (requirements-dev.txt).
+install: $(VENV)/.installed-run
+install-dev: $(VENV)/.installed-dev
 
 # mysqlclient compiles against the MySQL/MariaDB client library.
 sysdeps:
 	@if ! pkg-config --exists mysqlclient 2>/dev/null && ! pkg-config --exists mariadb 2>/dev/null; then \
-	  echo "Installing system packages for mysqlclient (default-libmysqlclient-dev pkg-config)"; \
+	  echo "==> Installing system packages for mysqlclient (default-libmysqlclient-dev pkg-config)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq default-libmysqlclient-dev pkg-config build-essential; \
 	fi
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(PY):
+	@echo "==> Creating the virtualenv $(VENV)"
+	$(PYTHON) -m venv $(VENV)
+
+PIP_INSTALL = $(PY) -m pip install --disable-pip-version-check
+
+$(VENV)/.installed-run: requirements.txt requirements-run.txt | $(PY)
 	@$(MAKE) --no-print-directory sysdeps
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
-	touch $@
+	@echo "==> Installing what serving needs (requirements-run.txt; a minute or less the first time)"
+	$(PIP_INSTALL) -r requirements-run.txt
+	@touch $@
+
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed-run
+	@echo "==> Adding the test and lint tools (requirements-dev.txt)"
+	$(PIP_INSTALL) -r requirements-dev.txt
+	@touch $@
 
 migrate: install
 	$(PY) manage.py migrate --no-input
 
-lint: install ## flake8, migrations in step with models, OpenAPI schema valid
+lint: install-dev ## flake8, migrations in step with models, OpenAPI schema valid
 	$(PY) -m flake8
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
@@ -54,8 +69,11 @@ lint: install ## flake8, migrations in step with models, OpenAPI schema valid
 schema: install ## Write the OpenAPI schema to openapi.yaml
 	$(PY) manage.py spectacular --validate --fail-on-warn --file openapi.yaml
 
-seed: install migrate ## Demo users and a conversation (idempotent)
-	$(PY) manage.py seed_demo
+seed: install migrate ## Demo users and a conversation (idempotent); links use $(PORT)
+	$(PY) manage.py seed_demo --server http://127.0.0.1:$(PORT)
+
+superuser: install migrate ## Create an admin account for http://127.0.0.1:$(PORT)/admin/ (asks for email and password)
+	$(PY) manage.py createsuperuser $(if $(DJANGO_SUPERUSER_PASSWORD),--no-input)
 
 listen: install ## Print live events: make listen EMAIL=alice@example.com PASSWORD=...
 	$(PY) manage.py listen --server http://127.0.0.1:$(PORT) --email "$(EMAIL)" $(if $(PASSWORD),--password "$(PASSWORD)")

@@ -94,9 +94,10 @@ MIDDLEWARE = [
 ]
 
 if DEBUG and importlib.util.find_spec("daphne"):
-    # Development only (requirements-dev.txt): `runserver` then serves the ASGI application,
-    # HTTP and WebSockets. Production uses gunicorn + uvicorn, without Twisted.
-    INSTALLED_APPS.insert(0, "daphne")
+    # Development only (requirements-run.txt): `runserver` then serves the ASGI application,
+    # HTTP and WebSockets. Production uses gunicorn + uvicorn, without Twisted. The devserver
+    # app comes first so its runserver (daphne's, exiting when it cannot listen) wins.
+    INSTALLED_APPS[:0] = ["messaging_app.devserver", "daphne"]
 
 ROOT_URLCONF = "messaging_app.urls"
 
@@ -380,10 +381,18 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
+    # One line per request: our request line (messaging_app.request_log) replaces the servers'
+    # access logs, which carry no request id.
     "loggers": {
-        # Our request line replaces the servers' access logs (which carry no request id).
+        # Django's default config gives "django" a console handler of its own besides the root's:
+        # every Django record ("Watching for file changes", daphne's access lines) came out twice.
+        "django": {"handlers": [], "level": "INFO"},
+        # "Not Found: /x" for each 4xx repeats the request line; a 5xx still logs its traceback here.
+        "django.request": {"level": "ERROR"},
         "uvicorn.access": {"level": "WARNING"},
-        "django.channels.server": {"level": "WARNING"},
+        # daphne's access log under `runserver` (its 5xx lines too) and its start-up chatter.
+        "django.channels.server": {"level": "CRITICAL"},
+        "daphne.server": {"level": "WARNING"},
         "django_guid": {"level": "WARNING"},
     },
 }

@@ -1,11 +1,13 @@
 """
 A small command-line client of the WebSocket protocol: logs in, connects to /ws/
-and prints every event as it arrives (Ctrl-C to stop). Reconnects with backoff.
+and prints every event as it arrives, one JSON object a line on stdout (what it is doing goes
+to stderr). Ctrl-C stops it. Reconnects with backoff.
 
-    python manage.py listen --email alice@example.com --password ... [--server http://127.0.0.1:8000]
+    python manage.py listen --email alice@example.com --password ... [--server http://127.0.0.1:$PORT]
 """
 import getpass
 import json
+import os
 import random
 import time
 import urllib.error
@@ -20,13 +22,24 @@ class Command(BaseCommand):
     help = "Print live events for a user (WebSocket client example)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--server", default="http://127.0.0.1:8000", help="Base URL of the API server.")
+        parser.add_argument(
+            "--server",
+            default=f"http://127.0.0.1:{os.environ.get('PORT') or 8000}",
+            help="Base URL of the API server (default: port $PORT, else 8000).",
+        )
         parser.add_argument("--email", help="Log in with this email (asks for the password if not given).")
         parser.add_argument("--password")
         parser.add_argument("--token", help="An access JWT instead of email and password.")
         parser.add_argument("--once", action="store_true", help="Exit when the connection closes (no reconnect).")
 
-    def handle(self, *args, server, email, password, token, once, **options):
+    def handle(self, *args, **options):
+        try:
+            self._run(**options)
+        except KeyboardInterrupt:
+            # Ctrl-C is how this command ends: one line, exit status 0, no traceback.
+            self.stderr.write("\nStopped.")
+
+    def _run(self, *, server, email, password, token, once, **options):
         server = server.rstrip("/")
         if not token:
             if not email:
@@ -36,7 +49,7 @@ class Command(BaseCommand):
         delay = 1.0
         while True:
             try:
-                self._listen(ws_url, token)
+                self._listen(ws_url, token, who=email)
                 delay = 1.0
             except ConnectionClosed as closed:
                 code = closed.rcvd.code if closed.rcvd else None
@@ -48,7 +61,9 @@ class Command(BaseCommand):
             if once:
                 return
             # Reconnect with jittered exponential backoff; then catch up over REST (?after=).
-            time.sleep(delay + random.random())
+            wait = delay + random.random()
+            self.stderr.write(f"reconnecting in {wait:.0f} s (Ctrl-C to stop)")
+            time.sleep(wait)
             delay = min(delay * 2, 30.0)
 
     def _login(self, server: str, email: str, password: str) -> str:
@@ -63,12 +78,18 @@ class Command(BaseCommand):
         except urllib.error.HTTPError as exc:
             raise CommandError(f"Login failed ({exc.code}): {exc.read().decode(errors='replace')}")
         except urllib.error.URLError as exc:
-            raise CommandError(f"Cannot reach {server}: {exc.reason}")
+            raise CommandError(f"Cannot reach {server}: {exc.reason}. Is the server running (make run; PORT=...)?")
 
-    def _listen(self, ws_url: str, token: str) -> None:
+    def _listen(self, ws_url: str, token: str, who: str | None) -> None:
         with connect(ws_url, open_timeout=10) as socket:
             socket.send(json.dumps({"type": "auth", "token": token}))
             for frame in socket:
                 event = json.loads(frame)
+                if event.get("type") == "auth.ok":
+                    # A protocol frame, not an event: say what we are doing instead.
+                    as_whom = who or f"user {event.get('user_id')}"
+                    self.stderr.write(f"Connected to {ws_url} as {as_whom}; waiting for events (Ctrl-C to stop)")
+                    self.stderr.flush()
+                    continue
                 self.stdout.write(json.dumps(event, ensure_ascii=False))
                 self.stdout.flush()

@@ -1,4 +1,6 @@
 """Demo users and a conversation, for trying the API by hand. Safe to run twice."""
+import os
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
@@ -19,11 +21,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
+            "--server",
+            default=f"http://127.0.0.1:{os.environ.get('PORT') or 8000}",
+            help="Base URL the printed links use (default: port $PORT, else 8000).",
+        )
+        parser.add_argument(
             "--force", action="store_true", help="Run even with DEBUG off (never on a real deployment)."
         )
 
     @transaction.atomic
-    def handle(self, *args, force=False, **options):
+    def handle(self, *args, server, force=False, **options):
+        server = server.rstrip("/")
         if not settings.DEBUG and not force:
             raise CommandError("seed_demo creates accounts with a known password; use --force outside DEBUG.")
         users = []
@@ -48,10 +56,10 @@ class Command(BaseCommand):
             self.style.SUCCESS(
                 "\nDemo data ready. Log in as alice@example.com, bob@example.com or carol@example.com "
                 f"with password {DEMO_PASSWORD!r}:\n"
-                "  browser:  http://127.0.0.1:8000/api-auth/login/  (then /api/)\n"
-                "  JWT:      curl -s -X POST http://127.0.0.1:8000/api/token/ -H 'Content-Type: application/json' "
+                f"  browser:  {server}/api-auth/login/  (then /api/)\n"
+                f"  JWT:      curl -s -X POST {server}/api/token/ -H 'Content-Type: application/json' "
                 f"-d '{{\"email\": \"alice@example.com\", \"password\": \"{DEMO_PASSWORD}\"}}'\n"
-                f"  Basic:    curl -u alice@example.com:{DEMO_PASSWORD} http://127.0.0.1:8000/api/conversations/\n"
+                f"  Basic:    curl -u alice@example.com:{DEMO_PASSWORD} {server}/api/conversations/\n"
                 f"  demo conversation: {demo.conversation_id}"
             )
         )
