@@ -1,6 +1,7 @@
 """The Postman collection runs again and again: what one run spends, and the rate limits by mode.
 
-These tests pin the numbers: what one run spends and the limits each mode applies.
+scripts/newman.sh proves it live in CI (3 runs on a development server, 2 on one with the
+production rates, then a 429); these tests pin the numbers the documentation states.
 """
 import json
 import os
@@ -107,3 +108,18 @@ class TestRateDefaultsByMode:
         rates = settings_rates(DJANGO_DEBUG=debug, DJANGO_ALLOWED_HOSTS="api.example.com", THROTTLE_LOGIN="3/min")
         assert rates["login"] == "3/min"
         assert rates["register"] == ("30/hour" if debug == "0" else "1000/min")
+
+
+class TestDocumentation:
+    def test_readme_and_postman_guide_state_both_sets_of_limits(self):
+        from django.conf import settings
+
+        readme = (ROOT / "README.md").read_text().splitlines()
+        readme_row = next(line for line in readme if "`THROTTLE_LOGIN`" in line)
+        guide = (ROOT / "post_man-Collections.md").read_text()
+        for scope in PRODUCTION:
+            assert f"`THROTTLE_{scope.upper()}`" in guide
+        for rate in [*PRODUCTION.values(), *settings.DEVELOPMENT_THROTTLE_RATES.values()]:
+            assert f"`{rate}`" in readme_row
+            assert f"| {rate} |" in guide
+        assert "**10 logins**" in guide and "**4 registrations**" in guide
