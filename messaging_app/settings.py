@@ -218,6 +218,18 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
 # --- Django REST Framework -----------------------------------------------------
+# Rate limits per scope (`N/sec|min|hour|day`); THROTTLE_<SCOPE> sets one in any mode. Production
+# (DEBUG off) applies the real limits. A development server (DEBUG on: `make run`, scripts/live_server.sh)
+# keeps throttling on with limits nobody trying the API meets, even running the Postman collection
+# back to back (10 logins and 4 registrations a run). README "Limits" lists both.
+PRODUCTION_THROTTLE_RATES = {
+    "anon": "120/min", "user": "1200/min", "login": "20/min", "register": "30/hour", "send": "300/min",
+}
+DEVELOPMENT_THROTTLE_RATES = {
+    "anon": "1000/min", "user": "10000/min", "login": "1000/min", "register": "1000/min", "send": "3000/min",
+}
+_throttle_defaults = DEVELOPMENT_THROTTLE_RATES if DEBUG else PRODUCTION_THROTTLE_RATES
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework_simplejwt.authentication.JWTAuthentication",
@@ -243,11 +255,11 @@ REST_FRAMEWORK = {
     # Requests per client; counters live in the default cache (Redis when REDIS_URL is set,
     # so they hold across processes). Login and registration count per IP address.
     "DEFAULT_THROTTLE_RATES": {
-        "anon": env.str("THROTTLE_ANON", default="120/min"),
-        "user": env.str("THROTTLE_USER", default="1200/min"),
-        "login": env.str("THROTTLE_LOGIN", default="20/min"),
-        "register": env.str("THROTTLE_REGISTER", default="30/hour"),
-        "send": env.str("THROTTLE_SEND", default="300/min"),
+        "anon": env.str("THROTTLE_ANON", default=_throttle_defaults["anon"]),
+        "user": env.str("THROTTLE_USER", default=_throttle_defaults["user"]),
+        "login": env.str("THROTTLE_LOGIN", default=_throttle_defaults["login"]),
+        "register": env.str("THROTTLE_REGISTER", default=_throttle_defaults["register"]),
+        "send": env.str("THROTTLE_SEND", default=_throttle_defaults["send"]),
     },
     # Client addresses come from X-Forwarded-For only through this many trusted proxies.
     "NUM_PROXIES": env.int("DJANGO_NUM_PROXIES", default=0),
