@@ -63,7 +63,7 @@ def assert_page_answers(client: Client, path: str, who: str):
     return response
 
 
-def crawl(client: Client, who: str, depth: int = 2) -> set[str]:
+def crawl(client: Client, who: str, depth: int = 3) -> set[str]:
     """Every same-origin page within `depth` links of the landing page; asserts each one answers."""
     seen, assets = {"/"}, set()
     queue = deque([("/", 0)])

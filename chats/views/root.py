@@ -1,3 +1,4 @@
+from django.urls import reverse as django_reverse
 from rest_framework import permissions, routers
 from rest_framework.reverse import reverse
 
@@ -26,16 +27,20 @@ class ApiRootView(routers.APIRootView):
         def link(name):
             return reverse(name, request=request)
 
+        def page(name):
+            # Not an API view: no `?format=` carried over from this request (it would be a 404).
+            return request.build_absolute_uri(django_reverse(name))
+
         # Only pages a GET can open are links; the POST-only endpoints are named in the text.
         response.data.update(
             {
                 "me": link("user-me"),
                 "ping": link("ping"),
-                "schema": link("schema"),
-                "swagger_ui": link("swagger-ui"),
-                "redoc": link("redoc"),
-                "websocket_protocol": link("websocket-protocol"),
-                "login": reverse("rest_framework:login", request=request) + "?next=/api/",
+                "schema": page("schema"),
+                "swagger_ui": page("swagger-ui"),
+                "redoc": page("redoc"),
+                "websocket_protocol": page("websocket-protocol"),
+                "login": page("rest_framework:login") + "?next=/api/",
                 "authentication": AUTHENTICATION,
             }
         )
