@@ -181,7 +181,7 @@ log "nginx on $BASE -> blue"
 # --- the request loop ---------------------------------------------------------------------
 # "<path> <expected status>": the probes, an API call the app refuses without a token (JSON
 # 401) and a static file served by WhiteNoise.
-checks=("/healthz 200" "/readyz 200" "/api/ 401" "/static/admin/css/base.css 200")
+checks=("/healthz 200" "/readyz 200" "/api/ping/ 401" "/static/admin/css/base.css 200")
 client() {
     local out=$1 end=$((SECONDS + DURATION)) n=0 item path expected line
     while ((SECONDS < end && n < DURATION * 500)); do
