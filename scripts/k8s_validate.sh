@@ -360,13 +360,15 @@ for s in messaging_app/kubctl-0x0* kubctl-0x0* */kubctl-0x0*; do
     [[ " ${KUBCTL_SCRIPTS[*]} " == *" $s "* ]] || fail "$s: a kubctl script outside the layout (${KUBCTL_SCRIPTS[*]})"
 done
 # kubctl-0x02 and -0x03 used to live in messaging_app: nothing may name them in a folder; every kubctl
-# command the README shows must exist where it says.
-stale="$(grep -rnE '[A-Za-z0-9_-]+/kubctl-0x0[23]' README.md .github .ci ./*.yaml scripts Dockerfile .dockerignore || true)"
+# command the README and docs/kubernetes.md show must exist where they say.
+stale="$(grep -rnE '[A-Za-z0-9_-]+/kubctl-0x0[23]' README.md docs .github .ci ./*.yaml scripts Dockerfile .dockerignore || true)"
+commands="$(grep -ohE '^(\./)?(messaging_app/)?kubctl-0x0[0-9]' README.md docs/kubernetes.md)"
+[[ -n "$commands" ]] || stale+=$'\n'"docs/kubernetes.md shows no kubctl command (moved again?)"
 while read -r cmd; do
-    [[ -x "${cmd#./}" ]] || stale+=$'\n'"README.md runs $cmd, which does not exist"
-done < <(grep -oE '^(\./)?(messaging_app/)?kubctl-0x0[0-9]' README.md)
+    [[ -x "${cmd#./}" ]] || stale+=$'\n'"the docs run $cmd, which does not exist"
+done <<<"$commands"
 if [[ -z "${stale//$'\n'/}" ]]; then
-    pass "README, CI, scripts and manifests name the kubctl scripts where they are"
+    pass "README, docs, CI, scripts and manifests name the kubctl scripts where they are"
 else
     printf '    %s\n' "$stale"
     fail "references to kubctl scripts at paths that do not exist"
