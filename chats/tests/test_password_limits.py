@@ -18,6 +18,7 @@ from asgiref.sync import async_to_sync
 from django.contrib.auth import aauthenticate
 from django.conf import settings as django_settings
 from django.contrib.auth.hashers import MD5PasswordHasher
+from django.contrib.sessions.models import Session
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -251,3 +252,33 @@ class TestSharedCache:
             keys = list(client.scan_iter(f"{prefix}:*"))
             assert any(KEY_PREFIX.encode() in key for key in keys)
             client.delete(*keys)
+
+
+class TestNoSessionForTokenClients:
+    """A password change over JWT or Basic created an empty session row and sent a sessionid cookie."""
+
+    URL = "/api/users/me/password/"
+
+    @pytest.mark.parametrize("scheme", ["jwt", "basic"])
+    def test_no_session_row_and_no_session_cookie(self, alice, scheme):
+        api = APIClient()
+        if scheme == "jwt":
+            access = via_token(alice.email, PASSWORD).json()["access"]
+            api.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+        else:
+            api.credentials(HTTP_AUTHORIZATION=basic(alice.email, PASSWORD))
+        response = api.post(self.URL, {"current_password": PASSWORD, "new_password": NEW_PASSWORD}, format="json")
+        assert response.status_code == 204, response.content
+        assert django_settings.SESSION_COOKIE_NAME not in response.cookies
+        assert Session.objects.count() == 0
+
+    def test_a_session_login_stays_logged_in_with_a_new_session_key(self, alice):
+        browser = Client()
+        browser.login(email=alice.email, password=PASSWORD)
+        old_key = browser.session.session_key
+        response = browser.post(
+            self.URL, {"current_password": PASSWORD, "new_password": NEW_PASSWORD}, content_type="application/json"
+        )
+        assert response.status_code == 204
+        assert browser.session.session_key != old_key  # cycled, as Django does after a password change
+        assert browser.get("/api/users/me/").status_code == 200

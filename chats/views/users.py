@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -129,5 +130,7 @@ class UserViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, ScopedViewSet)
         finally:
             if not wrong_password:
                 check.passed()
-        update_session_auth_hash(request._request, request.user)
+        # Only a session login keeps a session: a JWT or Basic request must not create one.
+        if isinstance(request.successful_authenticator, SessionAuthentication):
+            update_session_auth_hash(request._request, request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
