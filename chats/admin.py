@@ -13,6 +13,7 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 
 from chats import services
+from chats.password_limits import LimitedAdminAuthenticationForm
 from chats.models import (
     MESSAGE_BODY_MAX_LENGTH,
     Conversation,
@@ -21,6 +22,9 @@ from chats.models import (
     MessageEdit,
     User,
 )
+
+# A login refused by the password limits is a form error (answered 429: messaging_app/urls.py).
+admin.site.login_form = LimitedAdminAuthenticationForm
 
 
 def _adopt(obj, saved) -> None:

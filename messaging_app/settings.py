@@ -174,6 +174,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Every password check (HTTP Basic, /api/token/, /api-auth/login/, /admin/login/) is counted
+# against the password_ip and password_account limits before the password is hashed.
+AUTHENTICATION_BACKENDS = ["chats.password_limits.PasswordLimitedModelBackend"]
+
 # The browsable API's session login (rest_framework.urls); browsers opening an API page
 # without credentials are sent there.
 LOGIN_URL = "/api-auth/login/"
@@ -222,11 +226,14 @@ X_FRAME_OPTIONS = "DENY"
 # (DEBUG off) applies the real limits. A development server (DEBUG on: `make run`, scripts/live_server.sh)
 # keeps throttling on with limits nobody trying the API meets, even running the Postman collection
 # back to back (10 logins and 4 registrations a run). README "Limits" lists both.
+# password_ip / password_account: failed password checks, whatever the route (chats/password_limits.py).
 PRODUCTION_THROTTLE_RATES = {
     "anon": "120/min", "user": "1200/min", "login": "20/min", "register": "30/hour", "send": "300/min",
+    "password_ip": "30/hour", "password_account": "10/hour",
 }
 DEVELOPMENT_THROTTLE_RATES = {
     "anon": "1000/min", "user": "10000/min", "login": "1000/min", "register": "1000/min", "send": "3000/min",
+    "password_ip": "100/min", "password_account": "100/min",
 }
 _throttle_defaults = DEVELOPMENT_THROTTLE_RATES if DEBUG else PRODUCTION_THROTTLE_RATES
 
@@ -260,6 +267,8 @@ REST_FRAMEWORK = {
         "login": env.str("THROTTLE_LOGIN", default=_throttle_defaults["login"]),
         "register": env.str("THROTTLE_REGISTER", default=_throttle_defaults["register"]),
         "send": env.str("THROTTLE_SEND", default=_throttle_defaults["send"]),
+        "password_ip": env.str("THROTTLE_PASSWORD_IP", default=_throttle_defaults["password_ip"]),
+        "password_account": env.str("THROTTLE_PASSWORD_ACCOUNT", default=_throttle_defaults["password_account"]),
     },
     # Client addresses come from X-Forwarded-For only through this many trusted proxies.
     "NUM_PROXIES": env.int("DJANGO_NUM_PROXIES", default=0),

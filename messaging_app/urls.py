@@ -1,6 +1,8 @@
 from django.contrib import admin
+from django.contrib.auth.views import LoginView
 from django.urls import include, path
 
+from chats.password_limits import LimitedAuthenticationForm, with_password_limit_status
 from chats.views import TokenBlacklistView, TokenObtainView, TokenRefreshView
 from messaging_app import pages
 from messaging_app.api_docs import RedocView, SchemaView, SwaggerView
@@ -8,6 +10,8 @@ from messaging_app.api_docs import RedocView, SchemaView, SwaggerView
 urlpatterns = [
     path("", pages.landing, name="landing"),
     path("docs/websocket/", pages.websocket_protocol, name="websocket-protocol"),
+    # The login forms answer 429 when the password limits refuse (chats/password_limits.py).
+    path("admin/login/", with_password_limit_status(admin.site.login)),
     path("admin/", admin.site.urls),
     path("api/", include("chats.urls")),
     path("api/token/", TokenObtainView.as_view(), name="token_obtain_pair"),
@@ -16,6 +20,12 @@ urlpatterns = [
     path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", SwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", RedocView.as_view(url_name="schema"), name="redoc"),
+    path(
+        "api-auth/login/",
+        with_password_limit_status(
+            LoginView.as_view(template_name="rest_framework/login.html", authentication_form=LimitedAuthenticationForm)
+        ),
+    ),
     path("api-auth/", include("rest_framework.urls")),
 ]
 

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 COLLECTION = ROOT / "post_man-Collections" / "messaging_app.postman_collection.json"
 SECRET = "a-test-only-secret-key-that-is-long-enough-and-varied-0123456789"
 # The production rates, written out: changing one is a decision, and the docs must follow.
-PRODUCTION = {"anon": "120/min", "user": "1200/min", "login": "20/min", "register": "30/hour", "send": "300/min"}
+PRODUCTION = {"anon": "120/min", "user": "1200/min", "login": "20/min", "register": "30/hour", "send": "300/min",
+              "password_ip": "30/hour", "password_account": "10/hour"}
 
 
 def collection_requests():
@@ -100,7 +101,7 @@ class TestRateDefaultsByMode:
     def test_development_applies_its_own_higher_limits(self):
         rates = settings_rates(DJANGO_DEBUG="1")
         assert rates == {"anon": "1000/min", "user": "10000/min", "login": "1000/min", "register": "1000/min",
-                         "send": "3000/min"}
+                         "send": "3000/min", "password_ip": "100/min", "password_account": "100/min"}
         assert all(per_minute(rate) > per_minute(PRODUCTION[scope]) for scope, rate in rates.items())
 
     @pytest.mark.parametrize("debug", ["0", "1"])

@@ -29,6 +29,11 @@ class RefreshSerializer(jwt_serializers.TokenRefreshSerializer):
 @extend_schema_view(
     post=extend_schema(
         summary="Log in: email and password for a JWT pair",
+        description=(
+            "Failed password checks are limited per client address and per account, on every route "
+            "that takes a password (HTTP Basic, the login forms, `current_password` too): past a limit "
+            "the answer is 429 with `Retry-After`, even for the right password."
+        ),
         responses={200: TokenPairResponseSerializer, 401: TokenObtainErrorResponse401Serializer},
         examples=TOKEN_OBTAIN_EXAMPLES,
     )

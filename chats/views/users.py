@@ -1,13 +1,16 @@
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from chats import selectors, services
 from chats.models import User
+from chats.password_limits import password_check
 from chats.schema import (
     PASSWORD_CHANGE_EXAMPLES,
     REGISTER_EXAMPLES,
@@ -105,7 +108,9 @@ class UserViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, ScopedViewSet)
         summary="Change your password",
         description=(
             "Needs the current password. Every refresh token issued before is blacklisted, so other "
-            "devices must log in again; this browser session stays logged in."
+            "devices must log in again; this browser session stays logged in. A wrong `current_password` "
+            "counts as a failed login: past the password limits (per address and per account) the answer "
+            "is 429 with `Retry-After`, whatever the password."
         ),
         request=PasswordChangeSerializer,
         responses={204: OpenApiResponse(description="Changed.")},
@@ -115,6 +120,17 @@ class UserViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, ScopedViewSet)
     def change_password(self, request):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        services.user_change_password(user=request.user, **serializer.validated_data)
-        update_session_auth_hash(request._request, request.user)
+        # current_password is a password guess like a login: the same limits, counted first.
+        check, wrong_password = password_check(request, request.user.email), False
+        try:
+            services.user_change_password(user=request.user, **serializer.validated_data)
+        except ValidationError as exc:
+            wrong_password = "current_password" in getattr(exc, "error_dict", {})
+            raise
+        finally:
+            if not wrong_password:
+                check.passed()
+        # Only a session login keeps a session: a JWT or Basic request must not create one.
+        if isinstance(request.successful_authenticator, SessionAuthentication):
+            update_session_auth_hash(request._request, request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
