@@ -12,9 +12,11 @@ import time
 import urllib.request
 
 import pytest
+from django.conf import settings
 
 from chats.tests.integration.servers import Server, app_env, free_port, migrate, start_gunicorn, wait_until_answering
 from chats.tests.test_first_run import dev_env, manage, start_dev_server, stop
+from messaging_app.workers import WS_MAX_MESSAGE_BYTES
 
 LIMIT = 256 * 1024
 BODY = 64 * 1024 * 1024  # what the client would send: 256 times the limit
@@ -22,6 +24,11 @@ CHUNK = 64 * 1024
 # Loopback socket buffers (the client's send buffer, the server's receive buffer) hold a few
 # MiB in flight: "answered early" means before a quarter of the body was sent.
 ANSWERED_BEFORE = BODY // 4
+KINDS: dict[int, str] = {}  # port -> which server
+
+
+def server_kind(port: int) -> str:
+    return KINDS[port]
 
 
 @pytest.fixture(scope="module", params=["runserver", "gunicorn"])
@@ -33,6 +40,7 @@ def server(request, tmp_path_factory):
         assert manage("migrate", "--no-input", "-v", "0", env=dev_env(database)).returncode == 0
         port = free_port()
         process = start_dev_server(database, port)
+        KINDS[port] = "runserver"
         yield port
         stop(process)
         return
@@ -42,6 +50,7 @@ def server(request, tmp_path_factory):
     start_gunicorn(served, env, workers=1)
     try:
         wait_until_answering(served, timeout=60)
+        KINDS[served.port] = "gunicorn"
         yield served.port
     finally:
         served.stop()
@@ -155,3 +164,23 @@ def test_a_declared_oversize_body_is_413_before_any_of_it_is_sent(server):
     status, headers, body, sent = send_body_until_answered(server, head, [b"[" * CHUNK] * (BODY // CHUNK))
     assert_413(status, headers, body)
     assert sent < ANSWERED_BEFORE, f"answered only after {sent} of {BODY} bytes"
+
+
+def test_a_websocket_message_past_64_kib_closes_the_socket_with_1009(server):
+    """Both servers bound client messages (uvicorn took 16 MiB, daphne 1 MiB); ours are a few hundred bytes."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    frame = json.dumps({"type": "auth", "token": "x" * (WS_MAX_MESSAGE_BYTES + 1)})
+    with connect(f"ws://127.0.0.1:{server}/ws/", open_timeout=10, max_size=None) as socket_:
+        socket_.send(frame)
+        with pytest.raises(ConnectionClosed) as closed:
+            socket_.recv(timeout=10)
+    # Never the application's 4401: the message does not reach it. uvicorn closes with 1009;
+    # daphne's WebSocket library drops the connection without a close frame (1006).
+    code = closed.value.rcvd.code if closed.value.rcvd is not None else 1006
+    assert code == (1009 if server_kind(server) == "gunicorn" else 1006), closed.value
+
+
+def test_the_worker_and_the_settings_agree_on_the_websocket_bound():
+    assert WS_MAX_MESSAGE_BYTES == settings.WS_MAX_MESSAGE_BYTES == settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE
