@@ -9,7 +9,7 @@ import os
 
 bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1))
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "messaging_app.workers.BoundedUvicornWorker"  # uvicorn, WebSocket messages <= 64 KiB
 # Seconds a worker may stay silent before it is restarted, and the grace period on
 # SIGTERM for in-flight requests (Kubernetes waits terminationGracePeriodSeconds).
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))

@@ -8,7 +8,6 @@ of every conversation the user is in (see chats/events.py). Clients may send
 `typing` (rate-limited, never stored) and `ping`.
 """
 import asyncio
-import json
 import time
 from collections import deque
 from urllib.parse import urlparse
@@ -24,6 +23,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from chats.events import as_plain_json, user_group
 from chats.models import ConversationMembership, User
 from chats.serializers import UserSummarySerializer
+from messaging_app import parsers
 
 # Close codes (documented in docs/websocket.md).
 CLOSE_BAD_FRAME = 4400  # not JSON, or not an object with a "type", before authenticating
@@ -92,8 +92,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     # --- frames from the client ----------------------------------------------------------
     async def receive(self, text_data=None, bytes_data=None):
         try:
-            content = json.loads(text_data or bytes_data or "")
-        except (ValueError, UnicodeDecodeError):
+            content = parsers.loads(text_data or bytes_data or "")  # bounded nesting
+        except ValueError:
             content = None
         if not isinstance(content, dict) or not isinstance(content.get("type"), str):
             if self.user is None:

@@ -12,10 +12,12 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chats.routing import websocket_urlpatterns  # noqa: E402
+from messaging_app.limits import limit_request_body  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Bodies counted as they are read (chunked ones too): 413 past MAX_REQUEST_BODY_BYTES.
+        "http": limit_request_body(django_asgi_app),
         # Session auth for browsers; the consumer checks the Origin before trusting the cookie.
         "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }

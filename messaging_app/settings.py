@@ -161,6 +161,13 @@ CACHES = {
 # Largest request body accepted (bytes); larger requests get 413 before any parsing.
 MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", default=262144)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+# Deepest nesting of JSON arrays/objects in a body or WebSocket frame (ours nest 4 at most);
+# deeper is a 400 parse_error / a bad frame, not a RecursionError (messaging_app/parsers.py).
+MAX_JSON_DEPTH = 32
+# Largest WebSocket message a client may send (ours are a few hundred bytes); larger closes the
+# socket with 1009. daphne (make run) reads the DAPHNE_ settings, uvicorn messaging_app/workers.py.
+WS_MAX_MESSAGE_BYTES = 65536
+DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = WS_MAX_MESSAGE_BYTES
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -245,7 +252,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "messaging_app.parsers.BoundedJSONParser",
         # The browsable API posts HTML forms.
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",

@@ -159,7 +159,9 @@ class MessageViewSet(_MessageViewSetBase):
             paginator = self.paginator
             size = paginator.get_page_size(self.request)
             page = params.get(paginator.page_query_param, "1")
-            if page.isdigit() and int(page) * size <= selectors.NewestMessageIdsOfUser.MERGE_LIMIT:
+            # ASCII digits only ('²'.isdigit() is True, int('²') fails), and few enough for int().
+            shallow = page.isascii() and page.isdigit() and len(page) <= 9
+            if shallow and int(page) * size <= selectors.NewestMessageIdsOfUser.MERGE_LIMIT:
                 return selectors.NewestMessageIdsOfUser(self.request.user)
         return queryset.values_list("pk", flat=True)
 
