@@ -115,6 +115,12 @@ class UserAdmin(DeleteEachThroughService, DjangoUserAdmin):
             )
         return deleted, counts, perms_needed, protected
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data:
+            # Deactivating closes the account's open sockets (after commit).
+            services.user_set_active(user=obj, is_active=obj.is_active)
+
     def delete_model(self, request, obj):
         # Sent messages are PROTECTed, so the confirmation page has already refused those users.
         services.user_delete(user=obj)

@@ -3,31 +3,37 @@ The WebSocket endpoint `/ws/` (protocol in docs/websocket.md).
 
 A socket authenticates with the browser session cookie (checked against the
 Origin, against cross-site hijacking) or with {"type": "auth", "token": <access
-JWT>} as its first frame, then joins its user's group and receives every event
-of every conversation the user is in (see chats/events.py). Clients may send
-`typing` (rate-limited, never stored) and `ping`.
+JWT>} as its first frame, takes one of its user's WS_MAX_SOCKETS_PER_USER slots
+(chats/socket_slots.py), then joins its user's group and receives every event
+of every conversation the user is in (see chats/events.py), until the user's
+credentials are revoked (events.credentials_revoked). Clients may send `typing`
+(rate-limited, never stored) and `ping`.
 """
 import asyncio
 import time
 from collections import deque
-from urllib.parse import urlparse
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
+from django.utils.http import is_same_domain
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
+from chats import socket_slots
 from chats.events import as_plain_json, user_group
 from chats.models import ConversationMembership, User
 from chats.serializers import UserSummarySerializer
+from chats.services import LOGIN_ID_CLAIM
 from messaging_app import parsers
 
 # Close codes (documented in docs/websocket.md).
 CLOSE_BAD_FRAME = 4400  # not JSON, or not an object with a "type", before authenticating
-CLOSE_UNAUTHORIZED = 4401  # missing, invalid or expired credentials, or none in time
+CLOSE_UNAUTHORIZED = 4401  # missing, invalid or expired credentials, or none in time; or revoked since
+CLOSE_TOO_MANY_SOCKETS = 4409  # the user already has WS_MAX_SOCKETS_PER_USER sockets open
 CLOSE_RATE_LIMITED = 4429  # kept sending typing frames far faster than allowed
 
 # channels-redis forgets group members after a day (group_expiry); re-join well before.
@@ -44,10 +50,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self):
         self.user = None
+        self.login_id: str | None = None  # the login (JWT login_id claim) this socket authenticated with
         self.typing_sent: dict[UUID, float] = {}
         self.typing_drops: deque[float] = deque()
         self.auth_deadline = None
-        self.group_refresher = None
+        self.keep_alive = None
         await self.accept()
         session_user = self.scope.get("user")
         if session_user is not None and session_user.is_authenticated and self._origin_allowed():
@@ -56,11 +63,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self.auth_deadline = asyncio.create_task(self._close_if_not_authenticated())
 
     async def disconnect(self, code):
-        for task in (self.auth_deadline, self.group_refresher):
+        for task in (self.auth_deadline, self.keep_alive):
             if task is not None:
                 task.cancel()
         if self.user is not None:
             await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+            await socket_slots.release(self.user.pk, self.channel_name)
 
     async def _close_if_not_authenticated(self):
         await asyncio.sleep(settings.WS_AUTH_TIMEOUT)
@@ -68,26 +76,70 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHORIZED)
 
     def _origin_allowed(self) -> bool:
-        """Cookie auth only from our own pages (or non-browser clients, which send no Origin)."""
-        origin = dict(self.scope.get("headers", [])).get(b"origin")
+        """
+        Cookie auth only from our own pages (or non-browser clients, which send no Origin):
+        the whole origin (scheme, host, port) must be the one this socket was opened on, as
+        Django's CSRF check requires of HTTP writes, or one of CSRF_TRUSTED_ORIGINS or
+        CORS_ALLOWED_ORIGINS.
+        """
+        headers = dict(self.scope.get("headers", []))
+        origin = headers.get(b"origin")
         if origin is None:
             return True
-        origin = origin.decode("latin1")
-        host, _port = split_domain_port(urlparse(origin).netloc)  # ALLOWED_HOSTS carry no port
-        return bool(host) and validate_host(host, settings.ALLOWED_HOSTS) or origin in settings.CORS_ALLOWED_ORIGINS
+        origin = origin.decode("latin1").lower()
+        if origin in settings.CORS_ALLOWED_ORIGINS or origin in settings.CSRF_TRUSTED_ORIGINS:
+            return True
+        try:
+            parts = urlsplit(origin)
+        except ValueError:
+            return False
+        if parts.username is not None or parts.password is not None or parts.path or not parts.hostname:
+            return False
+        own = self._own_origin(headers)
+        if own is not None and origin == own:
+            return True
+        # Django's wildcard trusted origins: "https://*.example.com" trusts example.com and its subdomains.
+        return any(
+            parts.scheme == trusted.split("://", 1)[0] and is_same_domain(parts.netloc, urlsplit(trusted).netloc[1:])
+            for trusted in settings.CSRF_TRUSTED_ORIGINS
+            if "://*." in trusted
+        )
 
-    async def _authenticated(self, user: User):
-        self.user = user
+    def _own_origin(self, headers: dict[bytes, bytes]) -> str | None:
+        """scheme://host[:port] this socket came to, if its Host is one we serve (ALLOWED_HOSTS)."""
+        host = headers.get(b"host", b"").decode("latin1").lower()
+        domain, _port = split_domain_port(host)
+        if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+            return None
+        secure = self.scope.get("scheme") in ("wss", "https")
+        if settings.SECURE_PROXY_SSL_HEADER:  # as Django's request.is_secure(): the proxy's word first
+            header, secure_value = settings.SECURE_PROXY_SSL_HEADER
+            forwarded = headers.get(header.removeprefix("HTTP_").replace("_", "-").lower().encode())
+            if forwarded is not None:
+                secure = forwarded.decode("latin1").split(",", 1)[0].strip() == secure_value
+        return f"{'https' if secure else 'http'}://{host}"
+
+    async def _authenticated(self, user: User, login_id: str | None = None):
         if self.auth_deadline is not None:
             self.auth_deadline.cancel()
+        if not await socket_slots.claim(user.pk, self.channel_name):
+            await self.close(code=CLOSE_TOO_MANY_SOCKETS)
+            return
+        self.user, self.login_id = user, login_id
         await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
-        self.group_refresher = asyncio.create_task(self._keep_group_membership())
+        self.keep_alive = asyncio.create_task(self._keep_alive())
         await self.send_json({"type": "auth.ok", "user_id": str(user.pk)})
 
-    async def _keep_group_membership(self):
+    async def _keep_alive(self):
+        """Renews the socket's slot, so it does not lapse, and its group membership, so it does not expire."""
+        since_group_add = 0.0
         while True:
-            await asyncio.sleep(GROUP_REFRESH_SECONDS)
-            await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
+            await asyncio.sleep(socket_slots.RENEW_SECONDS)
+            await socket_slots.renew(self.user.pk, self.channel_name)
+            since_group_add += socket_slots.RENEW_SECONDS
+            if since_group_add >= GROUP_REFRESH_SECONDS:
+                await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
+                since_group_add = 0.0
 
     # --- frames from the client ----------------------------------------------------------
     async def receive(self, text_data=None, bytes_data=None):
@@ -109,11 +161,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             if kind != "auth":
                 await self.close(code=CLOSE_UNAUTHORIZED)
                 return
-            user = await self._user_from_token(content.get("token"))
+            user, login_id = await self._user_from_token(content.get("token"))
             if user is None:
                 await self.close(code=CLOSE_UNAUTHORIZED)
             else:
-                await self._authenticated(user)
+                await self._authenticated(user, login_id)
         elif kind == "typing":
             await self._typing(content.get("conversation_id"))
         elif kind == "ping":
@@ -127,14 +179,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "error", "code": code, "detail": detail})
 
     @database_sync_to_async
-    def _user_from_token(self, token) -> User | None:
+    def _user_from_token(self, token) -> tuple[User | None, str | None]:
+        """The token's active user and its login id (None for tokens from before login ids)."""
         if not isinstance(token, str) or not token:
-            return None
+            return None, None
         try:
-            user_id = AccessToken(token)[settings.SIMPLE_JWT["USER_ID_CLAIM"]]
+            access = AccessToken(token)
+            user_id = access[settings.SIMPLE_JWT["USER_ID_CLAIM"]]
         except (TokenError, KeyError):
-            return None
-        return User.objects.filter(pk=user_id, is_active=True).first()
+            return None, None
+        return User.objects.filter(pk=user_id, is_active=True).first(), access.get(LOGIN_ID_CLAIM)
 
     async def _typing(self, raw_conversation_id):
         now = time.monotonic()
@@ -181,3 +235,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     # --- events from the channel layer ---------------------------------------------------
     async def chat_event(self, event):
         await self.send_json(event["payload"])
+
+    async def credentials_revoked(self, event):
+        """Password changed, account deactivated or deleted (login_id None), or this login logged out."""
+        if event["login_id"] is None or event["login_id"] == self.login_id:
+            # Out of the group first: no event may follow the close.
+            await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+            await self.close(code=CLOSE_UNAUTHORIZED)

@@ -116,3 +116,13 @@ def conversation_read(conversation_id: UUID, user_id: UUID) -> None:
         send_to_users([user_id], payload)
 
     _after_commit(emit)
+
+
+def credentials_revoked(user_id: UUID, *, login_id: str | None = None) -> None:
+    """
+    Closes the user's open sockets (4401) after commit: those authenticated by one login
+    (the login_id claim of its tokens) when `login_id` is given, else every one of them.
+    Sockets hold no credentials once authenticated, so this is what ends them.
+    """
+    message = {"type": "credentials.revoked", "login_id": login_id}
+    _after_commit(lambda: async_to_sync(get_channel_layer().group_send)(user_group(user_id), message))

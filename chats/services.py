@@ -23,6 +23,7 @@ from contextlib import nullcontext
 from datetime import timedelta
 from uuid import UUID
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
@@ -42,6 +43,8 @@ from chats.models import (
 )
 
 ONE_TICK = timedelta(microseconds=1)
+# The JWT claim naming the login (POST /api/token/) a token descends from (chats/tokens.py).
+LOGIN_ID_CLAIM = "login_id"
 
 
 @transaction.atomic
@@ -81,6 +84,28 @@ def user_change_password(*, user: User, current_password: str, new_password: str
     user.save(update_fields=["password"])
     outstanding = OutstandingToken.objects.filter(user=user).exclude(blacklistedtoken__isnull=False)
     BlacklistedToken.objects.bulk_create([BlacklistedToken(token=token) for token in outstanding])
+    events.credentials_revoked(user.pk)  # every open socket closes, this browser's too (it reconnects)
+
+
+@transaction.atomic
+def user_logout(*, refresh) -> None:
+    """
+    Blacklists a (valid) refresh token and closes the sockets of its login: those authenticated
+    with a token carrying its login_id, or, for a token from before login ids, all the user's.
+    """
+    refresh.blacklist()
+    user_id = refresh.payload.get(settings.SIMPLE_JWT["USER_ID_CLAIM"])
+    if user_id:
+        events.credentials_revoked(UUID(str(user_id)), login_id=refresh.payload.get(LOGIN_ID_CLAIM))
+
+
+@transaction.atomic
+def user_set_active(*, user: User, is_active: bool) -> None:
+    """Staff (the admin). A deactivated account is refused everywhere, and its open sockets close."""
+    user.is_active = is_active
+    user.save(update_fields=["is_active"])
+    if not is_active:
+        events.credentials_revoked(user.pk)
 
 
 def _active_users(user_ids: Sequence[UUID], field: str = "participants") -> list[User]:
@@ -247,6 +272,7 @@ def user_delete(*, user: User) -> None:
         )
     for conversation in Conversation.objects.filter(memberships__user=user):
         conversation_remove_participant(conversation=conversation, actor=user, user_id=user.pk)
+    events.credentials_revoked(user.pk)
     user.delete()
 
 

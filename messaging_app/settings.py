@@ -306,6 +306,9 @@ SIMPLE_JWT = {
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "ALGORITHM": "HS256",  # tokens signed any other way (or "none") are refused
+    # Logins carry a login_id claim through every rotation, so logging out closes that login's sockets.
+    "TOKEN_OBTAIN_SERIALIZER": "chats.tokens.TokenObtainPairSerializer",
+    "TOKEN_BLACKLIST_SERIALIZER": "chats.tokens.TokenBlacklistSerializer",
 }
 
 SPECTACULAR_SETTINGS = {
@@ -382,6 +385,11 @@ CHANNEL_LAYERS = {
 }
 # Seconds a socket has to authenticate before it is closed with 4401.
 WS_AUTH_TIMEOUT = env.float("WS_AUTH_TIMEOUT", default=5.0)
+# Authenticated sockets one user may hold at once, across every process (counted in Redis
+# when REDIS_URL is set); one more is closed with 4409 (chats/socket_slots.py).
+WS_MAX_SOCKETS_PER_USER = env.int("WS_MAX_SOCKETS_PER_USER", default=20)
+if WS_MAX_SOCKETS_PER_USER < 1:
+    raise ImproperlyConfigured("WS_MAX_SOCKETS_PER_USER must be at least 1.")
 
 # --- CORS ----------------------------------------------------------------------
 # Comma-separated origins allowed to call the API from a browser, e.g.

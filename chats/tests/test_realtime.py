@@ -318,11 +318,17 @@ async def test_session_cookie_without_origin_authenticates_at_once_and_receives_
     assert typing["user"] == {"user_id": str(alice.pk), "first_name": "Alice", "last_name": "Archer"}
 
 
+def opened_from(origin: bytes) -> list[tuple[bytes, bytes]]:
+    """Headers of a socket its page opened on the page's own origin (TLS ended at the proxy for https)."""
+    scheme, host = origin.split(b"://")
+    return [(b"origin", origin), (b"host", host)] + ([(b"x-forwarded-proto", b"https")] if scheme == b"https" else [])
+
+
 @pytest.mark.parametrize("origin", [b"http://127.0.0.1", b"http://localhost", b"https://localhost", b"http://[::1]"])
 async def test_session_cookie_from_an_allowed_host_origin_authenticates(ws, settings, alice, origin):
     settings.WS_AUTH_TIMEOUT = 0.5
     settings.ALLOWED_HOSTS = LOCAL_HOSTS
-    socket = await ws.open(headers=[(b"origin", origin), (b"cookie", await session_cookie(alice))])
+    socket = await ws.open(headers=opened_from(origin) + [(b"cookie", await session_cookie(alice))])
     await assert_cookie_authenticated(socket, alice)
 
 
@@ -338,12 +344,12 @@ async def test_session_cookie_from_a_cors_allowed_origin_authenticates(ws, setti
 async def test_session_cookie_from_our_own_page_served_on_a_port_authenticates(ws, settings, alice, origin):
     """
     A page served by `make run` (runserver on 127.0.0.1:8000) opens its socket with
-    Origin http://127.0.0.1:8000; its host (127.0.0.1) is in ALLOWED_HOSTS, which,
-    as everywhere in Django, names hosts without ports.
+    Origin http://127.0.0.1:8000 to Host 127.0.0.1:8000; its host (127.0.0.1) is in
+    ALLOWED_HOSTS, which, as everywhere in Django, names hosts without ports.
     """
     settings.WS_AUTH_TIMEOUT = 0.5
     settings.ALLOWED_HOSTS = LOCAL_HOSTS
-    socket = await ws.open(headers=[(b"origin", origin), (b"cookie", await session_cookie(alice))])
+    socket = await ws.open(headers=opened_from(origin) + [(b"cookie", await session_cookie(alice))])
     await assert_cookie_authenticated(socket, alice)
 
 

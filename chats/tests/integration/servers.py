@@ -64,7 +64,10 @@ def app_env(*, database_url: str, secret_key: str, redis_url: str = "", **extra:
     """The environment of a production-like app process; `extra` adds or overrides variables."""
     # Nothing from the caller's Django configuration leaks in (pytest-django sets
     # DJANGO_SETTINGS_MODULE to the test settings; the Makefile exports DJANGO_DEBUG=1).
-    settings_vars = {"DATABASE_URL", "REDIS_URL", "WS_AUTH_TIMEOUT", "JWT_ACCESS_MINUTES", "JWT_REFRESH_DAYS"}
+    settings_vars = {
+        "DATABASE_URL", "REDIS_URL", "WS_AUTH_TIMEOUT", "WS_MAX_SOCKETS_PER_USER", "JWT_ACCESS_MINUTES",
+        "JWT_REFRESH_DAYS",
+    }
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_") and k not in settings_vars}
     env.update(
         DJANGO_SETTINGS_MODULE="messaging_app.settings",

@@ -1,6 +1,8 @@
 """
 Two real server processes sharing MariaDB and Redis: an event caused over REST on one
-server reaches a WebSocket held by the other, and stops once its user is removed.
+server reaches a WebSocket held by the other, and stops once its user is removed; the
+cap on sockets per user counts the sockets on both; a logout on one server closes that
+login's sockets on the other.
 
 Needs MariaDB (or MySQL) and Redis running; nothing here uses the in-process Django or the
 pytest-django test database. Environment (all optional):
@@ -35,6 +37,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from chats.tests.integration.servers import (
+    PASSWORD,
     Server,
     api,
     app_env,
@@ -48,6 +51,7 @@ from chats.tests.integration.servers import (
 pytestmark = pytest.mark.integration
 
 AUTH_TIMEOUT = 1.0  # WS_AUTH_TIMEOUT given to the servers
+MAX_SOCKETS = 3  # WS_MAX_SOCKETS_PER_USER given to the servers
 EVENT_TIMEOUT = 5.0  # an event must arrive within this many seconds
 SILENCE = 2.0  # how long a removed participant is watched for stray events
 MYSQL_SCHEMES = {"mysql", "mysql2", "mysqlgis"}
@@ -73,6 +77,7 @@ class Cluster:
             redis_url=self.redis_url,
             secret_key=self.secret_key,
             WS_AUTH_TIMEOUT=str(AUTH_TIMEOUT),
+            WS_MAX_SOCKETS_PER_USER=str(MAX_SOCKETS),
         )
 
     def start(self) -> None:
@@ -253,6 +258,15 @@ class LiveSocket:
         _, frame = self.wait_for(lambda f: True)
         assert frame == {"type": "auth.ok", "user_id": user["user_id"]}, frame
 
+    def close_code(self, timeout: float = EVENT_TIMEOUT) -> int:
+        """The code the server closes this socket with, within `timeout`; no frame may come first."""
+        try:
+            _, frame = self.frames.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"{self.label}: still open after {timeout}s") from None
+        assert frame is CLOSED, f"{self.label}: unexpected frame {frame}"
+        return self.ws.close_code
+
 
 def is_type(kind: str, **fields):
     return lambda frame: frame.get("type") == kind and all(frame.get(k) == v for k, v in fields.items())
@@ -338,3 +352,34 @@ def test_unauthenticated_socket_is_closed_with_4401(cluster):
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401, closed.value
     print(f"\n[integration] unauthenticated socket closed with 4401 after {ms(elapsed)} (timeout {AUTH_TIMEOUT}s)")
     assert AUTH_TIMEOUT * 0.5 <= elapsed <= AUTH_TIMEOUT + 2
+
+
+def test_the_socket_cap_counts_both_servers_and_a_logout_closes_that_login_on_the_other(cluster):
+    one, two = cluster.servers
+    dave = register(one, "Dave")
+    logins = [
+        api(server, "POST", "/api/token/", {"email": "dave@example.com", "password": PASSWORD}, expect=200)[1]
+        for server in (one, two, one, two)
+    ]
+    as_login = [{"user_id": dave["user_id"], "token": tokens["access"]} for tokens in logins]
+    with contextlib.ExitStack() as stack:
+        # MAX_SOCKETS sockets, spread over both servers: the next one, on either, is refused.
+        held = [stack.enter_context(LiveSocket(server, f"dave-{n}")) for n, server in enumerate((one, two, one))]
+        for socket, login in zip(held, as_login):
+            socket.authenticate(login)
+        with LiveSocket(two, "dave-extra") as extra:
+            extra.send({"type": "auth", "token": as_login[3]["token"]})
+            assert extra.close_code() == 4409
+
+        # Logging out login 0 through server 2 closes its socket on server 1, and only that one.
+        started = time.monotonic()
+        api(two, "POST", "/api/token/blacklist/", {"refresh": logins[0]["refresh"]}, expect=200)
+        assert held[0].close_code() == 4401
+        print(f"\n[integration] logout on server2 -> socket on server1 closed after {ms(time.monotonic() - started)}")
+        for socket in held[1:]:
+            socket.send({"type": "ping"})
+            socket.wait_for(is_type("pong"))
+
+        # Its slot is free again, whichever server the next socket goes to.
+        replacement = stack.enter_context(LiveSocket(two, "dave-replacement"))
+        replacement.authenticate(as_login[3])

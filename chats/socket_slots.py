@@ -1,0 +1,83 @@
+"""
+How many WebSockets each user has open, across every server process: the cap
+WS_MAX_SOCKETS_PER_USER (docs/websocket.md, close code 4409).
+
+With REDIS_URL set (several processes or pods), each user has a sorted set in
+Redis, "ws:sockets:<user hex>", of the channel names of their authenticated
+sockets, each scored with the Redis time at which its entry lapses. A socket
+renews its entry every RENEW_SECONDS; the entry of a process that died without
+saying goodbye lapses SLOT_TTL_SECONDS after its last renewal, so a crash costs
+the user those slots for at most that long. A claim is one Lua script (drop
+lapsed entries, count, add if under the cap) timed by the Redis clock, so two
+processes racing for the last slot cannot both win and their clocks do not
+matter. Without Redis there is one process, and a dict does the same job.
+"""
+import asyncio
+import weakref
+from uuid import UUID
+
+from django.conf import settings
+
+SLOT_TTL_SECONDS = 60
+RENEW_SECONDS = 20
+
+_CLAIM = """
+local now = redis.call('TIME')
+local now_s = tonumber(now[1]) + tonumber(now[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_s)
+local cap = tonumber(ARGV[1])  -- -1: renewing, never refused
+if cap >= 0 and redis.call('ZSCORE', KEYS[1], ARGV[2]) == false
+   and redis.call('ZCARD', KEYS[1]) >= cap then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now_s + tonumber(ARGV[3]), ARGV[2])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
+
+# One Redis client per event loop (a client's connections belong to the loop that opened them).
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = weakref.WeakKeyDictionary()
+# Without Redis: user id -> channel names of their authenticated sockets in this process.
+_local: dict[UUID, set[str]] = {}
+
+
+def _key(user_id: UUID) -> str:
+    return f"ws:sockets:{user_id.hex}"
+
+
+def _redis():
+    from redis.asyncio import Redis
+
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        client = _clients[loop] = Redis.from_url(settings.REDIS_URL)
+    return client
+
+
+async def claim(user_id: UUID, channel_name: str) -> bool:
+    """Take a slot for this socket; False if the user already has the maximum open."""
+    cap = settings.WS_MAX_SOCKETS_PER_USER
+    if not settings.REDIS_URL:
+        sockets = _local.setdefault(user_id, set())
+        if channel_name not in sockets and len(sockets) >= cap:
+            return False
+        sockets.add(channel_name)
+        return True
+    return bool(await _redis().eval(_CLAIM, 1, _key(user_id), cap, channel_name, SLOT_TTL_SECONDS))
+
+
+async def renew(user_id: UUID, channel_name: str) -> None:
+    """Keep the slot from lapsing (re-added if it had: the socket is still open and must count)."""
+    if settings.REDIS_URL:
+        await _redis().eval(_CLAIM, 1, _key(user_id), -1, channel_name, SLOT_TTL_SECONDS)
+
+
+async def release(user_id: UUID, channel_name: str) -> None:
+    if not settings.REDIS_URL:
+        sockets = _local.get(user_id, set())
+        sockets.discard(channel_name)
+        if not sockets:
+            _local.pop(user_id, None)
+        return
+    await _redis().zrem(_key(user_id), channel_name)
