@@ -79,6 +79,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # /healthz and /readyz answer first: no host check, no HTTPS redirect, no session.
     "messaging_app.health.HealthCheckMiddleware",
+    "messaging_app.request_log.CanonicalRequestIdMiddleware",
     "django_guid.middleware.guid_middleware",
     "messaging_app.request_log.RequestLogMiddleware",
     "messaging_app.limits.BodySizeLimitMiddleware",
@@ -373,16 +374,23 @@ WS_AUTH_TIMEOUT = env.float("WS_AUTH_TIMEOUT", default=5.0)
 CORS_ALLOWED_ORIGINS = env.list("DJANGO_CORS_ALLOWED_ORIGINS", default=[])
 
 # --- Request ids and logging ----------------------------------------------------------
-# X-Request-ID: taken from the request when it is a valid UUID, else made; returned in
-# the response and written on every log line of that request.
-DJANGO_GUID = {"GUID_HEADER_NAME": "X-Request-ID", "VALIDATE_GUID": True, "RETURN_HEADER": True}
+# X-Request-ID: taken from the request when it is a canonical UUID (lowercase, hyphenated:
+# messaging_app.request_log.CanonicalRequestIdMiddleware), else made; returned in the
+# response and written on every log line of that request.
+DJANGO_GUID = {
+    "GUID_HEADER_NAME": "X-Request-ID", "VALIDATE_GUID": True, "RETURN_HEADER": True, "UUID_FORMAT": "string",
+}
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "django_guid.log_filters.CorrelationId"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"},
+        # Control characters from requests are escaped: one record, one line (request_log.py).
+        "plain": {
+            "class": "messaging_app.request_log.SafeLineFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s",
+        },
     },
     "handlers": {
         "console": {
