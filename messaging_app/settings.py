@@ -82,6 +82,8 @@ MIDDLEWARE = [
     "messaging_app.request_log.CanonicalRequestIdMiddleware",
     "django_guid.middleware.guid_middleware",
     "messaging_app.request_log.RequestLogMiddleware",
+    # Cache-Control: no-store on the API, a Content-Security-Policy on HTML pages.
+    "messaging_app.security_headers.SecurityHeadersMiddleware",
     "messaging_app.limits.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

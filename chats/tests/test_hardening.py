@@ -5,9 +5,14 @@ echoes, the headers on API and HTML responses, and the cost of the public schema
 import io
 import logging
 import re
+import time
 import uuid
 
 import pytest
+from django.test import override_settings
+
+from chats.models import User
+from chats.tests.factories import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -83,3 +88,96 @@ class TestRequestIds:
         assert client.get("/api/ping/", HTTP_X_REQUEST_ID=given)["X-Request-ID"] == given
         assert f"[{given}] GET /api/ping/" in log_output.getvalue()
         assert CANONICAL_UUID.fullmatch(client.get("/api/ping/")["X-Request-ID"])
+
+
+def _bearer(client, user) -> str:
+    response = client.post("/api/token/", {"email": user.email, "password": PASSWORD}, content_type="application/json")
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"  # the tokens themselves
+    return f"Bearer {response.json()['access']}"
+
+
+class TestCacheControl:
+    def test_authenticated_api_responses_are_never_stored(self, client, conversation, alice):
+        bearer = _bearer(client, alice)
+        for path in ["/api/users/me/", "/api/conversations/", f"/api/conversations/{conversation.pk}/messages/"]:
+            response = client.get(path, HTTP_AUTHORIZATION=bearer)
+            assert response.status_code == 200 and response["Cache-Control"] == "no-store", path
+        sent = client.post(
+            f"/api/conversations/{conversation.pk}/messages/", {"message_body": "hi"},
+            content_type="application/json", HTTP_AUTHORIZATION=bearer,
+        )
+        assert sent.status_code == 201 and sent["Cache-Control"] == "no-store"
+
+    def test_every_api_answer_and_any_page_seen_with_a_session_is_never_stored(self, client, alice):
+        anonymous = client.get("/api/users/me/")
+        assert anonymous.status_code == 401 and anonymous["Cache-Control"] == "no-store"
+        assert "Content-Security-Policy" not in anonymous  # JSON: only HTML pages need one
+        assert client.get("/api/nowhere/")["Cache-Control"] == "no-store"  # 404
+        client.force_login(alice)
+        browsable = client.get("/api/users/me/", HTTP_ACCEPT="text/html")
+        assert browsable.status_code == 200 and browsable["Cache-Control"] == "no-store"
+        assert client.get("/")["Cache-Control"] == "no-store"
+
+
+PAGES = ["/", "/docs/websocket/", "/api/", "/api/users/me/", "/api-auth/login/", "/admin/", "/admin/chats/user/",
+         "/admin/chats/user/add/", "/admin/chats/conversation/"]
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)(?![^>]*type=\"application/json\")[^>]*>", re.I)
+EVENT_HANDLER = re.compile(r"<[^>]+\son[a-z]+\s*=", re.I)
+
+
+class TestContentSecurityPolicy:
+    @pytest.fixture
+    def staff_client(self, client):
+        admin = User.objects.create_superuser("root@example.com", PASSWORD, first_name="Ad", last_name="Min")
+        UserFactory()
+        client.force_login(admin)
+        return client
+
+    @pytest.mark.parametrize("path", PAGES)
+    def test_every_html_page_allows_only_this_hosts_scripts(self, staff_client, path):
+        response = staff_client.get(path, HTTP_ACCEPT="text/html")
+        assert response.status_code == 200 and response["Content-Type"].startswith("text/html")
+        policy = dict(d.strip().split(" ", 1) for d in response["Content-Security-Policy"].split(";"))
+        assert policy["script-src"] == "'self'" and policy["default-src"] == "'self'"
+        assert policy["object-src"] == "'none'" and policy["frame-ancestors"] == "'none'"
+        assert policy["base-uri"] == "'self'" and policy["form-action"] == "'self'"
+        # The policy costs the page nothing: it has no inline script and no event-handler attribute.
+        html = response.content.decode()
+        assert not INLINE_SCRIPT.search(html) and not EVENT_HANDLER.search(html)
+
+    def test_anonymous_pages_carry_it_too(self, client):
+        for path in ["/", "/api-auth/login/", "/admin/login/"]:
+            response = client.get(path)
+            assert "script-src 'self';" in response["Content-Security-Policy"], path
+            assert not INLINE_SCRIPT.search(response.content.decode()), path
+
+
+class TestSchemaCost:
+    JSON = "application/vnd.oai.openapi+json"
+
+    @override_settings(ALLOWED_HOSTS=["testserver", "api.example.com", "docs.example.com"])
+    def test_the_schema_is_generated_once_per_release_and_revalidated_by_etag(self, client):
+        host = {"HTTP_HOST": "api.example.com", "HTTP_ACCEPT": self.JSON}
+        started = time.perf_counter()
+        first = client.get("/api/schema/", **host)
+        generating = time.perf_counter() - started
+        assert first.status_code == 200 and first["Cache-Control"] == "public, max-age=300"
+        assert first.json()["servers"][0]["url"] == "http://api.example.com"
+        assert "Accept" in first["Vary"]
+        started = time.perf_counter()
+        # ?lang= and ?version= would each have generated (and kept) a schema of their own.
+        paths = ["/api/schema/", "/api/schema/?lang=fr", "/api/schema/?version=9"]
+        again = [client.get(path, **host) for path in paths]
+        cached = (time.perf_counter() - started) / 3
+        assert all(r.content == first.content and r["ETag"] == first["ETag"] for r in again)
+        assert cached < generating / 5, (cached, generating)
+        revalidated = client.get("/api/schema/", HTTP_IF_NONE_MATCH=first["ETag"], **host)
+        assert revalidated.status_code == 304 and revalidated.content == b"" and revalidated["ETag"] == first["ETag"]
+        # Each host (and format) gets its own: the servers entry names the address asked for.
+        other = client.get("/api/schema/", HTTP_HOST="docs.example.com", HTTP_ACCEPT=self.JSON)
+        assert other.json()["servers"][0]["url"] == "http://docs.example.com" and other["ETag"] != first["ETag"]
+        yaml = client.get("/api/schema/", HTTP_HOST="api.example.com")
+        assert yaml["Content-Type"] == "application/vnd.oai.openapi; charset=utf-8"
+        assert yaml["Content-Disposition"] == 'inline; filename="messaging_app-api.yaml"'
+        assert b"url: http://api.example.com" in yaml.content and yaml["ETag"] != first["ETag"]
