@@ -34,7 +34,10 @@ if not SECRET_KEY:
 # Words that mark a value copied from an example file (secret.env.example, .env.example) and
 # never replaced. Production refuses such a key, and one too short to resist guessing, so a
 # deployment cannot run with a secret published in this repository.
-PLACEHOLDER_SECRET_MARKERS = ("change-me", "changeme", "replace-me", "replace-with", "placeholder")
+# "not-a-production-secret": the key `make serve` once signed with, published in the Makefile.
+PLACEHOLDER_SECRET_MARKERS = (
+    "change-me", "changeme", "replace-me", "replace-with", "placeholder", "not-a-production-secret",
+)
 SECRET_KEY_MIN_LENGTH = 32
 if not DEBUG:
     lowered = SECRET_KEY.lower()
