@@ -13,14 +13,10 @@ run: install migrate ## Serve the API and WebSockets on http://127.0.0.1:$(PORT)
 	@echo "==> Serving on http://127.0.0.1:$(PORT)/ (Ctrl-C to stop)"
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
-# Local plain-HTTP production run: the secret below is for this machine only.
-SERVE_ENV = DJANGO_DEBUG=0 DJANGO_SECURE_SSL_REDIRECT=0 DJANGO_SECURE_COOKIES=0 \
-	DJANGO_ALLOWED_HOSTS="$${DJANGO_ALLOWED_HOSTS:-localhost,127.0.0.1}" \
-	DJANGO_SECRET_KEY="$${DJANGO_SECRET_KEY:-local-serve-only-not-a-production-secret-0123456789abcdef}"
-
-serve: install migrate ## Production-like: DEBUG off, collectstatic, gunicorn + uvicorn workers on $(PORT)
-	$(SERVE_ENV) $(PY) manage.py collectstatic --no-input -v 0
-	$(SERVE_ENV) PORT=$(PORT) $(VENV)/bin/gunicorn messaging_app.asgi:application
+# Local plain-HTTP production run on 127.0.0.1 with a secret made for this machine, kept outside the
+# repository (scripts/serve.sh: GUNICORN_BIND for another interface, DJANGO_SECRET_KEY for your own key).
+serve: install migrate ## Production-like: DEBUG off, collectstatic, gunicorn + uvicorn workers on 127.0.0.1:$(PORT)
+	PORT=$(PORT) PY=$(PY) bash scripts/serve.sh
 
 test: install-dev ## Run the whole test suite (SQLite unless DATABASE_URL says otherwise)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -9,11 +9,15 @@ import os
 
 bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1))
-worker_class = "messaging_app.workers.BoundedUvicornWorker"  # uvicorn, WebSocket messages <= 64 KiB
+# uvicorn's worker with a deadline for request headers (GUNICORN_HEADER_TIMEOUT) and WebSocket
+# messages bounded at 64 KiB (messaging_app/server.py).
+worker_class = "messaging_app.server.UvicornWorker"
 # Seconds a worker may stay silent before it is restarted, and the grace period on
 # SIGTERM for in-flight requests (Kubernetes waits terminationGracePeriodSeconds).
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "25"))
+# Seconds between requests on a kept-alive connection. The deadline for a request's headers
+# is GUNICORN_HEADER_TIMEOUT (10 s; messaging_app/server.py).
 keepalive = 5
 # The app writes one line per request with a request id; no separate access log.
 accesslog = None

@@ -34,7 +34,10 @@ if not SECRET_KEY:
 # Words that mark a value copied from an example file (secret.env.example, .env.example) and
 # never replaced. Production refuses such a key, and one too short to resist guessing, so a
 # deployment cannot run with a secret published in this repository.
-PLACEHOLDER_SECRET_MARKERS = ("change-me", "changeme", "replace-me", "replace-with", "placeholder")
+# "not-a-production-secret": the key `make serve` once signed with, published in the Makefile.
+PLACEHOLDER_SECRET_MARKERS = (
+    "change-me", "changeme", "replace-me", "replace-with", "placeholder", "not-a-production-secret",
+)
 SECRET_KEY_MIN_LENGTH = 32
 if not DEBUG:
     lowered = SECRET_KEY.lower()
@@ -79,8 +82,11 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # /healthz and /readyz answer first: no host check, no HTTPS redirect, no session.
     "messaging_app.health.HealthCheckMiddleware",
+    "messaging_app.request_log.CanonicalRequestIdMiddleware",
     "django_guid.middleware.guid_middleware",
     "messaging_app.request_log.RequestLogMiddleware",
+    # Cache-Control: no-store on the API, a Content-Security-Policy on HTML pages.
+    "messaging_app.security_headers.SecurityHeadersMiddleware",
     "messaging_app.limits.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -165,7 +171,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 # deeper is a 400 parse_error / a bad frame, not a RecursionError (messaging_app/parsers.py).
 MAX_JSON_DEPTH = 32
 # Largest WebSocket message a client may send (ours are a few hundred bytes); larger closes the
-# socket with 1009. daphne (make run) reads the DAPHNE_ settings, uvicorn messaging_app/workers.py.
+# socket with 1009. daphne (make run) reads the DAPHNE_ settings, uvicorn messaging_app/server.py.
 WS_MAX_MESSAGE_BYTES = 65536
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = WS_MAX_MESSAGE_BYTES
 
@@ -397,16 +403,23 @@ if WS_MAX_SOCKETS_PER_USER < 1:
 CORS_ALLOWED_ORIGINS = env.list("DJANGO_CORS_ALLOWED_ORIGINS", default=[])
 
 # --- Request ids and logging ----------------------------------------------------------
-# X-Request-ID: taken from the request when it is a valid UUID, else made; returned in
-# the response and written on every log line of that request.
-DJANGO_GUID = {"GUID_HEADER_NAME": "X-Request-ID", "VALIDATE_GUID": True, "RETURN_HEADER": True}
+# X-Request-ID: taken from the request when it is a canonical UUID (lowercase, hyphenated:
+# messaging_app.request_log.CanonicalRequestIdMiddleware), else made; returned in the
+# response and written on every log line of that request.
+DJANGO_GUID = {
+    "GUID_HEADER_NAME": "X-Request-ID", "VALIDATE_GUID": True, "RETURN_HEADER": True, "UUID_FORMAT": "string",
+}
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "django_guid.log_filters.CorrelationId"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"},
+        # Control characters from requests are escaped: one record, one line (request_log.py).
+        "plain": {
+            "class": "messaging_app.request_log.SafeLineFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s",
+        },
     },
     "handlers": {
         "console": {

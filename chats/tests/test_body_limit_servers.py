@@ -16,7 +16,7 @@ from django.conf import settings
 
 from chats.tests.integration.servers import Server, app_env, free_port, migrate, start_gunicorn, wait_until_answering
 from chats.tests.test_first_run import dev_env, manage, start_dev_server, stop
-from messaging_app.workers import WS_MAX_MESSAGE_BYTES
+from messaging_app.server import WS_MAX_MESSAGE_BYTES
 
 LIMIT = 256 * 1024
 BODY = 64 * 1024 * 1024  # what the client would send: 256 times the limit
