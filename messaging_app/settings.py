@@ -155,10 +155,11 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=0)
 # after a database restart.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
-# Shared cache: throttling counters. Redis when configured, else per process.
+# Shared cache: throttling and password-guess counters. Redis when configured (one connection
+# pool per process: messaging_app/cache.py), else per process.
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": env.str("REDIS_URL")}
+        {"BACKEND": "messaging_app.cache.SharedPoolRedisCache", "LOCATION": env.str("REDIS_URL")}
         if env.str("REDIS_URL", default="")
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
