@@ -383,9 +383,20 @@ SPECTACULAR_SETTINGS = {
 # REDIS_URL (e.g. redis://127.0.0.1:6379/0) shares events across processes and pods;
 # without it, events stay inside one process (fine for `make run`).
 REDIS_URL = env.str("REDIS_URL", default="")
+# The layer waits on Redis in blocking reads (BZPOPMIN, up to its own timeout) and opens a
+# connection per concurrent operation. redis-py 8 changed two defaults under it: a 5 s socket
+# read timeout, which cut those reads and closed idle WebSockets, and a pool capped at 100
+# connections that raises instead of waiting, which failed deliveries under load. Both are set
+# back here: no read timeout (connecting still gives up after 5 s), and no practical cap.
+CHANNEL_LAYER_HOST = {
+    "address": REDIS_URL,
+    "socket_timeout": None,
+    "socket_connect_timeout": 5,
+    "max_connections": 2**31,
+}
 CHANNEL_LAYERS = {
     "default": (
-        {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [CHANNEL_LAYER_HOST]}}
         if REDIS_URL
         else {"BACKEND": "channels.layers.InMemoryChannelLayer"}
     )

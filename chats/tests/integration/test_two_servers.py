@@ -383,3 +383,28 @@ def test_the_socket_cap_counts_both_servers_and_a_logout_closes_that_login_on_th
         # Its slot is free again, whichever server the next socket goes to.
         replacement = stack.enter_context(LiveSocket(two, "dave-replacement"))
         replacement.authenticate(as_login[3])
+
+
+IDLE_SECONDS = 12.0  # longer than redis-py 8's default read timeout (5 s), twice over
+
+
+def test_idle_sockets_stay_open_and_keep_receiving(cluster):
+    """
+    Sockets that hear nothing for a while stay open and still get the next event. The channel
+    layer waits on Redis in blocking reads; redis-py 8's default 5 s socket timeout cut those
+    reads and closed idle sockets (the layer's hosts now set the timeouts it needs).
+    """
+    one, two = cluster.servers
+    sender, reader = (register(two, name) for name in ("Idlesender", "Idlereader"))
+    _, conversation = api(two, "POST", "/api/conversations/", {"participants": [reader["user_id"]]},
+                          token=sender["token"], expect=201)
+    with contextlib.ExitStack() as sockets:
+        idle = [sockets.enter_context(LiveSocket(server, f"reader{n}")) for n, server in enumerate((one, two, one))]
+        for socket in idle:
+            socket.authenticate(reader)
+        heard = [frame for socket in idle for frame in socket.collect(IDLE_SECONDS / len(idle))]
+        assert CLOSED not in heard, "an idle socket was closed"
+        _, sent = api(two, "POST", f"/api/conversations/{conversation['conversation_id']}/messages/",
+                      {"message_body": "still there?"}, token=sender["token"], expect=201)
+        for socket in idle:
+            socket.wait_for(message_created(sent["message_id"]), skip=about_conversation)
