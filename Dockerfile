@@ -24,8 +24,9 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
 RUN python -m venv /opt/venv
-COPY requirements.txt /tmp/requirements.txt
-RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+# constraints.txt: every package pinned, dependencies of dependencies included (make lock).
+COPY requirements.txt constraints.txt /tmp/
+RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt -c /tmp/constraints.txt
 
 # --- runtime: the virtualenv, the client library and the source; no compilers ---------
 FROM python:3.11-slim

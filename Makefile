@@ -7,7 +7,7 @@ PORT ?= 8000
 # Development defaults; production sets these itself (see README, "Configuration").
 export DJANGO_DEBUG ?= 1
 
-.PHONY: bench run serve test test-integration install install-dev sysdeps migrate lint schema seed listen superuser clean
+.PHONY: bench run serve test test-integration install install-dev sysdeps migrate lint lock schema seed listen superuser clean
 
 run: install migrate ## Serve the API and WebSockets on http://127.0.0.1:$(PORT)/ (ASGI)
 	@echo "==> Serving on http://127.0.0.1:$(PORT)/ (Ctrl-C to stop)"
@@ -43,15 +43,17 @@ $(PY):
 
 PIP_INSTALL = $(PY) -m pip install --disable-pip-version-check
 
-$(VENV)/.installed-run: requirements.txt requirements-run.txt | $(PY)
+# constraints.txt pins every package, dependencies of dependencies included (make lock), so a
+# fresh install gets exactly what CI tested.
+$(VENV)/.installed-run: requirements.txt requirements-run.txt constraints.txt | $(PY)
 	@$(MAKE) --no-print-directory sysdeps
 	@echo "==> Installing what serving needs (requirements-run.txt; a minute or less the first time)"
-	$(PIP_INSTALL) -r requirements-run.txt
+	$(PIP_INSTALL) -r requirements-run.txt -c constraints.txt
 	@touch $@
 
-$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed-run
+$(VENV)/.installed-dev: requirements-dev.txt constraints.txt $(VENV)/.installed-run
 	@echo "==> Adding the test and lint tools (requirements-dev.txt)"
-	$(PIP_INSTALL) -r requirements-dev.txt
+	$(PIP_INSTALL) -r requirements-dev.txt -c constraints.txt
 	@touch $@
 
 migrate: install
@@ -61,6 +63,10 @@ lint: install-dev ## flake8, migrations in step with models, OpenAPI schema vali
 	$(PY) -m flake8
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
+
+lock: install-dev ## Regenerate constraints.txt from the requirements files (after changing a pin)
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --output-file=constraints.txt requirements-dev.txt
 
 schema: install ## Write the OpenAPI schema to openapi.yaml
 	$(PY) manage.py spectacular --validate --fail-on-warn --file openapi.yaml

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Dependency audit: every package requirements*.txt pins, and what they pull in, checked
-# against PyPI's vulnerability data with pip-audit (in its own virtualenv, not the app's).
+# Dependency audit: every package constraints.txt locks (all that requirements*.txt pin and
+# what they pull in, at the versions installed), checked against PyPI's vulnerability data with pip-audit (in its own virtualenv, not the app's).
 # --strict: a package pip-audit cannot look up fails the audit instead of passing unaudited.
 # Needs pypi.org's per-release JSON API: GitHub Actions runs it (.github/workflows/ci.yml);
 # the local CI machines cannot reach that API (see README, "Security").
@@ -11,5 +11,4 @@ if ! test -x "$VENV/bin/pip-audit"; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check pip-audit==2.10.1
 fi
-"$VENV/bin/pip-audit" --strict --progress-spinner off \
-  --requirement requirements.txt --requirement requirements-dev.txt
+"$VENV/bin/pip-audit" --strict --progress-spinner off --no-deps --requirement constraints.txt
