@@ -21,6 +21,14 @@ _clients_lock = threading.Lock()
 class SharedPoolRedisCache(RedisCache):
     """Django's RedisCache, with its client shared by every cache object of this process."""
 
+    def incr_window(self, key: str, seconds: int) -> int:
+        """Add one to a counter that lives `seconds` from its creation; one round trip (chats.throttles)."""
+        key = self.make_and_validate_key(key)
+        with self._cache.get_client(key, write=True).pipeline(transaction=False) as pipe:
+            pipe.set(key, 0, ex=seconds, nx=True)
+            pipe.incr(key)
+            return pipe.execute()[1]
+
     @cached_property
     def _cache(self):
         key = (tuple(self._servers), repr(sorted(self._options.items())), self._class)

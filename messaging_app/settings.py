@@ -270,8 +270,9 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        # DRF's scopes, counted in fixed windows (one cache increment per request).
+        "chats.throttles.AnonRateThrottle",
+        "chats.throttles.UserRateThrottle",
     ],
     # Requests per client; counters live in the default cache (Redis when REDIS_URL is set,
     # so they hold across processes). Login and registration count per IP address.
