@@ -7,10 +7,17 @@ at a fixed concurrency for a fixed time, and write bench/results/latest.{json,md
 
 Every option can also come from the environment as BENCH_<OPTION> (BENCH_QUICK=1,
 BENCH_WORKERS=4, BENCH_DATABASE_URL=...). The throughput of each scenario is compared
-with the floor (GET /api/ping/: authentication and nothing else) measured in the same
-run on the same server, just before and just after it. A scenario whose single request
-takes longer than half the run time is reported from that one request, not loaded.
-Exit status 0 whatever the targets say, unless --strict.
+with two floors measured in the same run on the same pinned CPU:
+- our own floor (GET /api/ping/: authentication and nothing else) on the same server, just
+  before and just after the scenario;
+- the bare Django view (bench/floor/: a fresh startproject's middleware, no database) under
+  gunicorn sync workers, measured before and after the app, beside the raw ASGI app and the
+  bare view under uvicorn (bench.floor: what the server stack and ASGI cost).
+Each load run also counts the new MariaDB and Redis connections it caused per request (their
+global counters before and after, read over connections this process keeps open).
+A scenario whose single request takes longer than half the run time is reported from that
+one request, not loaded. Exit status 0 whatever the targets say, unless --strict (the
+scenario targets) or --strict-serving (also the serving-cost targets of issue 13).
 """
 import argparse
 import asyncio
@@ -29,6 +36,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -41,6 +49,14 @@ MODES = {
     "quick": dict(users=200, conversations_per_user=20, messages_per_conversation=20, long_messages=100_000,
                   duration=5, warmup=0, ws_sends=50, database_url=DB_URL + "_quick"),
 }
+# The reference floors: (name, what it is, gunicorn application, gunicorn options beyond gunicorn.conf.py).
+FLOORS = [
+    ("asgi_raw", "raw ASGI app answering JSON, gunicorn + uvicorn workers", "bench.floor.hello:app", []),
+    ("django_wsgi", "bare Django JSON view, gunicorn sync workers (WSGI)", "bench.floor.wsgi:application",
+     ["--worker-class", "sync"]),
+    ("django_asgi", "bare Django JSON view, gunicorn + uvicorn workers (ASGI)", "bench.floor.asgi:application", []),
+]
+REFERENCE = "django_wsgi"  # the floor every scenario is also a share of (issue 13's targets)
 ROTATE_USERS = 100  # the users whose tokens the generic scenarios rotate through
 SLOW_SECONDS = 0.25
 STARTED = time.monotonic()
@@ -73,8 +89,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--only", default=env("BENCH_ONLY", ""), help="comma-separated scenarios (floor always runs)")
     parser.add_argument("--fill-only", action="store_true", help="generate (or check) the dataset, then stop")
     parser.add_argument("--no-pin", action="store_true", help="do not pin wrk and the server to separate CPUs")
+    parser.add_argument("--no-floors", action="store_true", default=env("BENCH_NO_FLOORS", "") not in ("", "0"),
+                        help="skip the reference floors (raw ASGI, bare Django): no share of the bare Django view")
     parser.add_argument("--strict", action="store_true", default=env("BENCH_STRICT", "") not in ("", "0"),
-                        help="exit 1 if a target fails")
+                        help="exit 1 if a scenario target fails")
+    parser.add_argument("--strict-serving", action="store_true",
+                        default=env("BENCH_STRICT_SERVING", "") not in ("", "0"),
+                        help="exit 1 if a scenario target or a serving-cost target (issue 13) fails")
     args = parser.parse_args()
     args.mode = "quick" if args.quick else "full"
     for key, value in MODES[args.mode].items():
@@ -245,13 +266,17 @@ def ensure_wrk() -> None:
                    env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
 
 
-def start_server(args, env: dict, prefix: list, log_path: Path) -> subprocess.Popen:
+def start_server(args, env: dict, prefix: list, log_path: Path, app: str = "messaging_app.asgi:application",
+                 options: list = ()) -> subprocess.Popen:
+    """gunicorn with gunicorn.conf.py (production's), `options` overriding it; waits for /readyz."""
+    global IDLE_HEALTHZ
+    IDLE_HEALTHZ = None  # each server has its own idle /healthz time
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", args.port)) == 0:
             raise SystemExit(f"Port {args.port} is in use: pass --port or BENCH_PORT")
     log = open(log_path, "w")
     server = subprocess.Popen(
-        prefix + [sys.executable, "-m", "gunicorn", "messaging_app.asgi:application"],
+        prefix + [sys.executable, "-m", "gunicorn", *options, app],
         cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     deadline = time.monotonic() + 60
@@ -300,6 +325,73 @@ IDLE_HEALTHZ = None
 
 
 SERVER = None  # the gunicorn master (a Popen), checked after every wrk run
+COUNTERS = None  # ConnectionCounters, read around every measured wrk run
+
+
+class ConnectionCounters:
+    """
+    New connections the server made: MariaDB's `Connections` status counter and Redis's
+    `total_connections_received`, read before and after a load run. Both are server-wide, so
+    they are read over one connection each that this process keeps open (a reading opens
+    nothing; a reconnect of our own is subtracted), and other work on the same MariaDB or
+    Redis counts too: the reference floors, which touch neither, show that background.
+    """
+
+    def __init__(self, database_url: str, redis_url: str) -> None:
+        import redis
+
+        url = urlparse(database_url)
+        self.db_params = None
+        if url.scheme in ("mysql", "mariadb"):
+            self.db_params = dict(host=url.hostname or "127.0.0.1", port=url.port or 3306,
+                                  user=unquote(url.username or "root"), password=unquote(url.password or ""))
+        self.db = None
+        self.redis = redis.Redis.from_url(redis_url, single_connection_client=True)
+
+    def _db_reading(self) -> tuple[int, int] | tuple[None, None]:
+        import MySQLdb
+
+        if self.db_params is None:
+            return None, None
+        for attempt in (1, 2):
+            try:
+                if self.db is None:
+                    self.db = MySQLdb.connect(**self.db_params)
+                cursor = self.db.cursor()
+                cursor.execute("SELECT CONNECTION_ID()")
+                own = cursor.fetchone()[0]
+                cursor.execute("SHOW GLOBAL STATUS LIKE 'Connections'")
+                return int(cursor.fetchone()[1]), own
+            except MySQLdb.OperationalError:
+                self.db = None
+                if attempt == 2:
+                    raise
+
+    def read(self) -> dict:
+        db, db_own = self._db_reading()
+        redis_own = self.redis.client_id()
+        return {"db": db, "db_own": db_own,
+                "redis": self.redis.info("stats")["total_connections_received"], "redis_own": redis_own}
+
+    @staticmethod
+    def new(before: dict, after: dict) -> dict:
+        """New connections between two readings, without the ones this process opened to read them."""
+        new = {}
+        for kind in ("db", "redis"):
+            if before[kind] is None or after[kind] is None:
+                new[kind] = None
+            else:
+                new[kind] = after[kind] - before[kind] - (before[kind + "_own"] != after[kind + "_own"])
+        return new
+
+
+def connections_row(new: dict, requests: int) -> dict:
+    """The new database and Redis connections of a run ({"db": n, "redis": n}), in all and per request."""
+    return {
+        "new_db_connections": new["db"], "new_redis_connections": new["redis"],
+        "db_connections_per_request": None if new["db"] is None else new["db"] / max(1, requests),
+        "redis_connections_per_request": None if new["redis"] is None else new["redis"] / max(1, requests),
+    }
 
 
 def wrk(args, prefix: list, request_file: Path, seconds: int, run_id: str, connections: int) -> dict:
@@ -329,8 +421,10 @@ def measure(args, scenario: Scenario, request_file: Path, prefix: list, run_id: 
         wrk(args, prefix, request_file, warmup, run_id + "w", connections)
         wait_idle(args.port)
     load = load1()
+    before = COUNTERS.read()
     raw = wrk(args, prefix, request_file, seconds, run_id, connections)
-    wait_idle(args.port)
+    wait_idle(args.port)  # requests still in flight when wrk stopped are done: their connections count
+    after = COUNTERS.read()
     row = {
         "name": scenario.name, "title": scenario.title, "kind": scenario.kind,
         "rps": raw["requests"] / (raw["duration_us"] / 1e6),
@@ -338,11 +432,77 @@ def measure(args, scenario: Scenario, request_file: Path, prefix: list, run_id: 
         "max_ms": raw["max_us"] / 1000, "requests": raw["requests"],
         "errors": sum(raw["errors"].values()), "error_detail": raw["errors"],
         "queries": queries[scenario.name], "load1": load, "connections": connections,
+        **connections_row(ConnectionCounters.new(before, after), raw["requests"]),
     }
     label = "  floor probe" if scenario.name == "floor" and seconds < args.duration else scenario.name
     log(f"  {label:<15} {row['rps']:9.1f} req/s  p50 {row['p50_ms']:8.2f} ms  p99 {row['p99_ms']:8.2f} ms  "
-        f"{row['queries']:>2} queries  errors {row['errors']}  load {load}")
+        f"{row['queries']:>2} queries  errors {row['errors']}  {per_request(row)}  load {load}")
     return row
+
+
+def per_request(row: dict) -> str:
+    def show(value):
+        return "n/a" if value is None else f"{value:.3f}"
+
+    return (f"new conn/req DB {show(row['db_connections_per_request'])} "
+            f"Redis {show(row['redis_connections_per_request'])}")
+
+
+def floor_seconds(args) -> tuple[int, int]:
+    """Seconds of each reference floor's run and of its warm-up: the floors are steady after a second."""
+    return (10, 2) if args.mode == "full" else (3, 1)
+
+
+def measure_floors(args, wrk_prefix: list, server_prefix: list, workdir: Path, run_id: str) -> dict:
+    """
+    One round of the reference floors, each served alone on the server's CPU with the app's worker
+    count, wrk connections and gunicorn.conf.py: name -> wrk row.
+    """
+    global SERVER
+    request_file = workdir / "floor_ping.tsv"
+    request_file.write_text("GET\t/ping/\t-\t-\n")
+    seconds, warmup = floor_seconds(args)
+    env = {"GUNICORN_WORKERS": str(args.workers), "GUNICORN_BIND": f"127.0.0.1:{args.port}",
+           "GUNICORN_LOG_LEVEL": "warning", "DJANGO_SETTINGS_MODULE": "bench.floor.settings"}
+    rows = {}
+    for name, title, app, options in FLOORS:
+        server = SERVER = start_server(args, env, server_prefix, workdir / f"{name}.log", app, options)
+        try:
+            wait_idle(args.port)
+            wrk(args, wrk_prefix, request_file, warmup, run_id + "w", args.concurrency)
+            wait_idle(args.port)
+            before = COUNTERS.read()
+            raw = wrk(args, wrk_prefix, request_file, seconds, run_id, args.concurrency)
+            wait_idle(args.port)
+            after = COUNTERS.read()
+        finally:
+            stop_server(server)
+            SERVER = None
+        rows[name] = {
+            "rps": raw["requests"] / (raw["duration_us"] / 1e6), "p50_ms": raw["p50_us"] / 1000,
+            "p99_ms": raw["p99_us"] / 1000, "requests": raw["requests"], "errors": sum(raw["errors"].values()),
+            **connections_row(ConnectionCounters.new(before, after), raw["requests"]),
+        }
+        log(f"  {name:<15} {rows[name]['rps']:9.1f} req/s  p50 {rows[name]['p50_ms']:8.2f} ms  "
+            f"errors {rows[name]['errors']}  {per_request(rows[name])}")
+    return rows
+
+
+def combine_floors(rounds: list[dict], seconds: int) -> dict:
+    """The rounds of each floor: mean throughput (the reference), each round's, and the rest summed or meaned."""
+    combined = {}
+    for name, title, app, options in FLOORS:
+        runs = [r[name] for r in rounds]
+        requests = sum(r["requests"] for r in runs)
+        new = {kind: None if None in [r[f"new_{kind}_connections"] for r in runs]
+               else sum(r[f"new_{kind}_connections"] for r in runs) for kind in ("db", "redis")}
+        combined[name] = {
+            "title": title, "app": app, "options": " ".join(options) or "-", "seconds": seconds,
+            "rps": sum(r["rps"] for r in runs) / len(runs), "rounds": [r["rps"] for r in runs],
+            "p50_ms": sum(r["p50_ms"] for r in runs) / len(runs), "p99_ms": max(r["p99_ms"] for r in runs),
+            "requests": requests, "errors": sum(r["errors"] for r in runs), **connections_row(new, requests),
+        }
+    return combined
 
 
 def not_load_tested(scenario: Scenario, seconds: float, queries: dict) -> dict:
@@ -352,6 +512,8 @@ def not_load_tested(scenario: Scenario, seconds: float, queries: dict) -> dict:
         "kind": scenario.kind, "rps": 1 / seconds, "p50_ms": seconds * 1000, "p90_ms": seconds * 1000,
         "p99_ms": seconds * 1000, "max_ms": seconds * 1000, "requests": 1, "errors": 0, "error_detail": {},
         "queries": queries[scenario.name], "load1": load1(), "connections": 1,
+        "new_db_connections": None, "new_redis_connections": None,
+        "db_connections_per_request": None, "redis_connections_per_request": None,
     }
 
 
@@ -444,8 +606,13 @@ def main() -> int:
     run_id = secrets.token_hex(4)
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     log_path = workdir / "server.log"
+    global SERVER, COUNTERS
+    COUNTERS = ConnectionCounters(args.database_url, args.redis_url)
+    floor_rounds = []
+    if not args.no_floors:  # before and after the app: the machine's load drifts
+        log(f"Reference floors, round 1 (each alone on CPU {server_cpus}, {args.workers} workers)")
+        floor_rounds.append(measure_floors(args, wrk_prefix, server_prefix, workdir, run_id))
     log(f"Starting gunicorn ({args.workers} workers, CPU {server_cpus}) on port {args.port}; log: {log_path}")
-    global SERVER
     server = SERVER = start_server(args, env, server_prefix, log_path)
     wait_idle(args.port)
     start_load = load1()
@@ -481,10 +648,16 @@ def main() -> int:
         log(f"  p50 {ws['p50_ms']} ms  p99 {ws['p99_ms']} ms  missing {ws['missing']}")
     finally:
         stop_server(server)
+        SERVER = None
+    if floor_rounds:
+        log("Reference floors, round 2")
+        floor_rounds.append(measure_floors(args, wrk_prefix, server_prefix, workdir, run_id))
     _cleanup()
 
+    floors = combine_floors(floor_rounds, floor_seconds(args)[0]) if floor_rounds else {}
     for row in measured:
         row["pct_of_floor"] = 100 * row["rps"] / row["floor_rps"]
+        row["pct_of_django"] = 100 * row["rps"] / floors[REFERENCE]["rps"] if floors else None
     results = {
         "mode": args.mode,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -497,6 +670,8 @@ def main() -> int:
                    "settings": args.settings},
         "dataset": {**vars(spec), "description": dataset.describe(spec), "database": dataset.database_name()},
         "floor": {"rps": measured[0]["rps"], "probes": probes, "probe_seconds": probe_seconds(args)},
+        "reference_floors": floors,
+        "reference": REFERENCE if floors else None,
         "scenarios": measured,
         "websocket": ws,
     }
@@ -505,10 +680,11 @@ def main() -> int:
     print()
     print(report.markdown(results))
     print(f"Written to {RESULTS / 'latest.md'} and {RESULTS / 'latest.json'}")
-    failed = [t for t in results["targets"] if t["result"] == "FAIL"]
+    strict = {"scenario", "serving"} if args.strict_serving else {"scenario"} if args.strict else set()
+    failed = [t for t in results["targets"] if t["result"] == "FAIL" and t["set"] in strict]
     for t in results["targets"]:
-        print(f"{t['result']}  {t['target']}: {t['measured']} (limit {t['limit']})")
-    return 1 if failed and args.strict else 0
+        print(f"{t['result']}  [{t['set']}] {t['target']}: {t['measured']} (limit {t['limit']})")
+    return 1 if failed else 0
 
 
 def _ws_pair(info: dict) -> tuple[str, str, str]:
