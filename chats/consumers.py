@@ -27,7 +27,7 @@ from chats import socket_slots
 from chats.events import as_plain_json, user_group
 from chats.models import ConversationMembership, User
 from chats.serializers import UserSummarySerializer
-from chats.services import LOGIN_ID_CLAIM
+from chats.services import LOGIN_ID_CLAIM, session_login_id
 from messaging_app import parsers
 
 # Close codes (documented in docs/websocket.md).
@@ -50,7 +50,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self):
         self.user = None
-        self.login_id: str | None = None  # the login (JWT login_id claim) this socket authenticated with
+        # The login this socket authenticated with: its JWT's login_id claim, or its browser session.
+        self.login_id: str | None = None
         self.typing_sent: dict[UUID, float] = {}
         self.typing_drops: deque[float] = deque()
         self.auth_deadline = None
@@ -58,7 +59,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         session_user = self.scope.get("user")
         if session_user is not None and session_user.is_authenticated and self._origin_allowed():
-            await self._authenticated(session_user)
+            # Its login is the browser session: logging out of it closes this socket.
+            await self._authenticated(session_user, session_login_id(self.scope["session"].session_key))
         else:
             self.auth_deadline = asyncio.create_task(self._close_if_not_authenticated())
 

@@ -18,6 +18,7 @@ Concurrency rules:
   lock: a send adds one for the others, a read recounts after the new marker
   (which only moves forward), a delete takes one off for those behind it.
 """
+import hashlib
 from collections.abc import Sequence
 from contextlib import nullcontext
 from datetime import timedelta
@@ -45,6 +46,11 @@ from chats.models import (
 ONE_TICK = timedelta(microseconds=1)
 # The JWT claim naming the login (POST /api/token/) a token descends from (chats/tokens.py).
 LOGIN_ID_CLAIM = "login_id"
+
+
+def session_login_id(session_key: str) -> str:
+    """The login a browser session stands for: a digest of its key (the key itself is a secret)."""
+    return "session:" + hashlib.sha256(session_key.encode()).hexdigest()[:32]
 
 
 @transaction.atomic
@@ -97,6 +103,12 @@ def user_logout(*, refresh) -> None:
     user_id = refresh.payload.get(settings.SIMPLE_JWT["USER_ID_CLAIM"])
     if user_id:
         events.credentials_revoked(UUID(str(user_id)), login_id=refresh.payload.get(LOGIN_ID_CLAIM))
+
+
+def user_session_logout(*, user: User, session_key: str | None) -> None:
+    """A browser session ends (Django's logout: the browsable API's or the admin's): its cookie sockets close."""
+    if session_key:
+        events.credentials_revoked(user.pk, login_id=session_login_id(session_key))
 
 
 @transaction.atomic

@@ -11,6 +11,7 @@ application; with REDIS_URL set the slots and events go through Redis.
 """
 import pytest
 from channels.db import database_sync_to_async
+from django.conf import settings as django_settings
 from django.test import Client
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
@@ -252,4 +253,43 @@ async def test_deleting_an_account_in_the_admin_closes_its_sockets_with_4401(ws,
     assert response.status_code == 302
     assert not await db(User.objects.filter(pk=alice.pk).exists)()
     await assert_closed(socket, 4401, timeout=TIMEOUT)
+    await assert_open(bob_socket)
+
+
+@db
+def browser_logged_in(user) -> Client:
+    """A browser with a session of its own (Django's login)."""
+    client = Client()
+    assert client.login(email=user.email, password=PASSWORD)
+    return client
+
+
+def cookie_of(browser: Client) -> bytes:
+    name = django_settings.SESSION_COOKIE_NAME
+    return f"{name}={browser.cookies[name].value}".encode()
+
+
+@db
+def log_out(browser: Client, path: str) -> None:
+    assert browser.post(path).status_code in (200, 302)
+
+
+@pytest.mark.parametrize("logout_path", ["/api-auth/logout/", "/admin/logout/"])
+async def test_a_session_logout_closes_that_browsers_sockets_and_not_the_others(ws, alice, bob, logout_path):
+    """Logging out of the browsable API (or the admin) ends the cookie sockets of that session only."""
+    if logout_path.startswith("/admin/"):
+        await db(User.objects.filter(pk=alice.pk).update)(is_staff=True)  # the admin serves staff only
+    leaving, staying = await browser_logged_in(alice), await browser_logged_in(alice)
+    leaving_socket = await ws.open(headers=[(b"cookie", cookie_of(leaving))])
+    await assert_cookie_authenticated(leaving_socket, alice)
+    staying_socket = await ws.open(headers=[(b"cookie", cookie_of(staying))])
+    await assert_cookie_authenticated(staying_socket, alice)
+    phone = await ws.open()
+    await authenticate(phone, (await login(alice))["access"], alice)
+    bob_socket = await ws.login(bob)
+
+    await log_out(leaving, logout_path)
+    await assert_closed(leaving_socket, 4401, timeout=TIMEOUT)
+    await assert_open(staying_socket)
+    await assert_open(phone)
     await assert_open(bob_socket)
