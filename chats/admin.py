@@ -57,6 +57,12 @@ class ServiceWritesAdmin(DeleteEachThroughService, admin.ModelAdmin):
 
     # Service error keys that name a field of this admin's form by another name.
     service_error_fields: dict[str, str] = {}
+    # The form of the add page, when adding means a service call with its own fields.
+    add_form: type[forms.ModelForm] | None = None
+
+    def get_inlines(self, request, obj):
+        # At creation everything the service takes is a field of the add form.
+        return [] if obj is None else self.inlines
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:
@@ -68,6 +74,8 @@ class ServiceWritesAdmin(DeleteEachThroughService, admin.ModelAdmin):
             return super().changeform_view(request, object_id, form_url, extra_context)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None and self.add_form is not None:
+            kwargs["form"] = self.add_form
         form = super().get_form(request, obj, change, **kwargs)
         refusal = getattr(request, "service_refusal", None)
         if refusal is None:
@@ -188,6 +196,7 @@ class ConversationAdmin(ServiceWritesAdmin):
     autocomplete_fields = ["created_by"]
     inlines = [MembershipInline]
     service_error_fields = {"participants": "members", "messages": "first_message"}
+    add_form = ConversationAddForm
     add_fieldsets = [(None, {"fields": ["created_by", "members", "first_message"]})]
     change_fields = ["conversation_id", "created_by", "created_at", "message_count", "last_message", "last_activity_at"]
 
@@ -197,15 +206,6 @@ class ConversationAdmin(ServiceWritesAdmin):
     def get_readonly_fields(self, request, obj=None):
         # Nothing of a conversation itself is edited by hand: its counters belong to the services.
         return [] if obj is None else self.change_fields
-
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        if obj is None:
-            kwargs["form"] = ConversationAddForm
-        return super().get_form(request, obj, change, **kwargs)
-
-    def get_inlines(self, request, obj):
-        # At creation the participants are a field of the form (conversation_create takes them all).
-        return [] if obj is None else self.inlines
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -321,6 +321,7 @@ class MessageAdmin(ServiceWritesAdmin):
     autocomplete_fields = ["sender", "conversation", "parent_message"]
     date_hierarchy = "sent_at"
     inlines = [MessageEditInline]
+    add_form = MessageAddForm
     actions = ["tombstone"]
     change_fields = [
         "message_id", "conversation", "sender", "message_body", "sent_at", "edited_at", "is_deleted",
@@ -339,14 +340,6 @@ class MessageAdmin(ServiceWritesAdmin):
             return []
         # Only the text of a live message changes (message_edit); a message never moves.
         return [name for name in self.change_fields if name != "message_body" or obj.is_deleted]
-
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        if obj is None:
-            kwargs["form"] = MessageAddForm
-        return super().get_form(request, obj, change, **kwargs)
-
-    def get_inlines(self, request, obj):
-        return [] if obj is None else self.inlines
 
     def has_delete_permission(self, request, obj=None):
         # Deleting rows would break the conversation's counts and the timeline: the
