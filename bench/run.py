@@ -81,8 +81,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=int(env("BENCH_WORKERS", "2")), help="gunicorn workers")
     parser.add_argument("--concurrency", type=int, default=int(env("BENCH_CONCURRENCY", "16")),
                         help="wrk connections")
-    parser.add_argument("--conn-max-age", type=int, default=int(env("BENCH_CONN_MAX_AGE", "0")),
-                        help="DJANGO_CONN_MAX_AGE of the server; keep 0 under ASGI (see server_env)")
+    parser.add_argument("--conn-max-age", type=int, default=env("BENCH_CONN_MAX_AGE"),
+                        help="DJANGO_CONN_MAX_AGE of the server (default: production's, settings.py)")
     parser.add_argument("--settings", default=env("BENCH_SETTINGS", "messaging_app.settings"),
                         help="Django settings module of the server and of this process (to try a change)")
     parser.add_argument("--port", type=int, default=int(env("BENCH_PORT", "8765")))
@@ -105,20 +105,15 @@ def parse_args() -> argparse.Namespace:
 
 
 def server_env(args, secret: str) -> dict:
-    """
-    Production settings (DEBUG off), plain HTTP on localhost, throttling out of the way.
-    DJANGO_CONN_MAX_AGE stays 0: under ASGI every request runs in its own thread-sensitive
-    context, so a "persistent" connection is never reused and is left open until garbage
-    collection; at 60 the server ran MariaDB out of connections (1040 Too many connections).
-    Django's docs: "When using ASGI, persistent connections should be disabled."
-    """
+    """Production settings (DEBUG off), plain HTTP on localhost, throttling out of the way."""
+    extra = {} if args.conn_max_age is None else {"DJANGO_CONN_MAX_AGE": str(args.conn_max_age)}
     return {
+        **extra,
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": secret,
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DJANGO_SECURE_SSL_REDIRECT": "0",
         "DJANGO_SECURE_COOKIES": "0",
-        "DJANGO_CONN_MAX_AGE": str(args.conn_max_age),
         "DATABASE_URL": args.database_url,
         "REDIS_URL": args.redis_url,
         "THROTTLE_USER": "1000000/min",
@@ -575,6 +570,7 @@ def main() -> int:
     django.setup()
     import logging
 
+    from django.conf import settings
     from django.db import connection
 
     logging.getLogger("messaging_app.requests").setLevel(logging.WARNING)  # in-process requests: no log lines
@@ -665,7 +661,8 @@ def main() -> int:
         "load": {"start": start_load, "min": min(r["load1"] for r in measured),
                  "max": max(r["load1"] for r in measured), "end": load1()},
         "config": {"workers": args.workers, "concurrency": args.concurrency, "duration": args.duration,
-                   "warmup": args.warmup, "conn_max_age": args.conn_max_age, "wrk_cpus": wrk_cpus,
+                   "warmup": args.warmup,
+                   "conn_max_age": settings.DATABASES["default"]["CONN_MAX_AGE"], "wrk_cpus": wrk_cpus,
                    "server_cpus": server_cpus, "database_url": args.database_url, "redis_url": args.redis_url,
                    "settings": args.settings},
         "dataset": {**vars(spec), "description": dataset.describe(spec), "database": dataset.database_name()},

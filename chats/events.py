@@ -36,14 +36,65 @@ def as_plain_json(data) -> dict:
     return json.loads(JSONRenderer().render(data))
 
 
+class _LoopSender:
+    """
+    Channel-layer sends of a process whose HTTP requests run in threads beside its event loop
+    (messaging_app/wsgi_pool.py): queued to that loop and made there, one after another in the
+    order they were queued, with the loop's Redis connections. The request does not wait for
+    the fan-out, and no send opens a connection (async_to_sync would run each in a new loop).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue = asyncio.Queue()
+        self.task = loop.create_task(self._drain())
+
+    def submit(self, make_coroutine) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, make_coroutine)
+
+    async def _drain(self) -> None:
+        while True:
+            make_coroutine = await self.queue.get()
+            try:
+                await make_coroutine()
+            except Exception:
+                logger.warning("A live event could not be handed to the channel layer", exc_info=True)
+
+
+_loop_sender: _LoopSender | None = None
+
+
+def deliver_from(loop: asyncio.AbstractEventLoop) -> None:
+    """Called on the serving event loop: later sends from other threads of this process go through it."""
+    global _loop_sender
+    if _loop_sender is None or _loop_sender.loop is not loop:
+        _loop_sender = _LoopSender(loop)
+
+
+def _on_layer(make_coroutine) -> None:
+    sender = _loop_sender
+    if sender is not None and sender.loop.is_running() and not _in_loop(sender.loop):
+        sender.submit(make_coroutine)
+    else:
+        async_to_sync(make_coroutine)()
+
+
+def _in_loop(loop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
 def send_to_users(user_ids: Iterable[UUID], payload: dict) -> None:
     layer = get_channel_layer()
     message = {"type": "chat.event", "payload": payload}
+    user_ids = list(user_ids)
 
-    async def send_all():  # one hop into the event loop for all recipients, sends concurrent
+    async def send_all():  # all recipients in one go, sends concurrent
         await asyncio.gather(*(layer.group_send(user_group(user_id), message) for user_id in user_ids))
 
-    async_to_sync(send_all)()
+    _on_layer(send_all)
 
 
 def _member_ids(conversation_id: UUID) -> list[UUID]:
@@ -125,4 +176,8 @@ def credentials_revoked(user_id: UUID, *, login_id: str | None = None) -> None:
     Sockets hold no credentials once authenticated, so this is what ends them.
     """
     message = {"type": "credentials.revoked", "login_id": login_id}
-    _after_commit(lambda: async_to_sync(get_channel_layer().group_send)(user_group(user_id), message))
+
+    async def revoke():
+        await get_channel_layer().group_send(user_group(user_id), message)
+
+    _after_commit(lambda: _on_layer(revoke))

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable
 
 from django.db import models
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.plumbing import force_instance
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter
@@ -355,3 +356,9 @@ def postprocess_security_and_servers(result, generator, request, public):
     if request is not None:
         result["servers"] = [{"url": request.build_absolute_uri("/").rstrip("/"), "description": "This server."}]
     return result
+
+
+class JWTScheme(SimpleJWTScheme):
+    """Our JWTAuthentication (chats/tokens.py) is SimpleJWT's: documented as the same `jwtAuth`."""
+
+    target_class = "chats.tokens.JWTAuthentication"

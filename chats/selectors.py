@@ -2,10 +2,11 @@
 Every non-trivial read, as querysets already scoped to the requesting user and
 shaped for the API (fixed number of queries per page, whatever its length).
 """
+import uuid
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
-from django.db import connection
+from django.db import connection, connections, router
 from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
@@ -184,3 +185,21 @@ def example_contact_id(*, user: User):
 def example_conversation_id(*, user: User):
     """The user's most recently active conversation, or None: the browsable API's example."""
     return conversations_of(user=user).order_by("-last_activity_at").values_list("pk", flat=True).first()
+
+
+def user_by_id(user_id) -> User | None:
+    """
+    The user with this id, or None: the request's user under JWT authentication (every request).
+    One query compiled once per database (no ORDER BY or LIMIT, which `.get()` adds), converted
+    by the ORM like any other (raw()): about half the CPU of `User.objects.get(pk=...)`.
+    """
+    alias = router.db_for_read(User)
+    sql = _USER_BY_ID_SQL.get(alias)
+    if sql is None:
+        query = User.objects.using(alias).order_by().filter(pk=uuid.UUID(int=0)).query
+        sql = _USER_BY_ID_SQL[alias] = query.sql_with_params()[0]
+    value = User._meta.pk.get_db_prep_value(user_id, connections[alias])
+    return next(iter(User.objects.raw(sql, [value]).using(alias)), None)
+
+
+_USER_BY_ID_SQL: dict[str, str] = {}

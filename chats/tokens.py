@@ -10,9 +10,14 @@ that login's sockets, not those of the user's other devices.
 """
 from uuid import uuid4
 
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+from rest_framework_simplejwt import authentication as jwt_authentication
 from rest_framework_simplejwt import serializers as jwt_serializers
+from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
+from rest_framework_simplejwt.settings import api_settings
 
-from chats import services
+from chats import selectors, services
 from chats.services import LOGIN_ID_CLAIM
 
 
@@ -30,3 +35,18 @@ class TokenBlacklistSerializer(jwt_serializers.TokenBlacklistSerializer):
         # Invalid, expired or already blacklisted: 401, as SimpleJWT's own.
         services.user_logout(refresh=self.token_class(attrs["refresh"]))
         return {}
+
+
+class JWTAuthentication(jwt_authentication.JWTAuthentication):
+    """SimpleJWT's, with the user read by selectors.user_by_id (every API request pays for it)."""
+
+    def get_user(self, validated_token):
+        try:
+            user = selectors.user_by_id(validated_token[api_settings.USER_ID_CLAIM])
+        except (KeyError, ValidationError, ValueError, TypeError) as exc:
+            raise InvalidToken(_("Token contained no recognizable user identification")) from exc
+        if user is None:
+            raise AuthenticationFailed(_("User not found"), code="user_not_found")
+        if not user.is_active:
+            raise AuthenticationFailed(_("User is inactive"), code="user_inactive")
+        return user

@@ -20,7 +20,8 @@ from django.conf import settings
 
 from messaging_app.errors import error_response
 
-# Set in the ASGI scope of a request whose body passed the limit (its body is not read).
+# Set in the ASGI scope (and, under wsgi_pool.py, the WSGI environ) of a request whose body
+# passed the limit (its body is not read).
 BODY_TOO_LARGE = "messaging_app.body_too_large"
 
 
@@ -37,7 +38,8 @@ class BodySizeLimitMiddleware:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             return error_response(400, "client_error", "bad_request", "Invalid Content-Length header.")
-        if length > settings.MAX_REQUEST_BODY_BYTES or getattr(request, "scope", {}).get(BODY_TOO_LARGE):
+        marked = request.META.get(BODY_TOO_LARGE) or getattr(request, "scope", {}).get(BODY_TOO_LARGE)
+        if length > settings.MAX_REQUEST_BODY_BYTES or marked:
             return error_response(413, "client_error", "request_too_large", too_large_detail())
         return self.get_response(request)
 

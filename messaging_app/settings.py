@@ -148,9 +148,9 @@ else:
     # connection after 5 s, answered with 503, instead of holding the request (and /readyz)
     # forever. `?connect_timeout=` in DATABASE_URL overrides it.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
-# Keep 0 under ASGI (gunicorn + uvicorn): each request's sync code runs in its own thread,
-# so persistent connections would accumulate rather than be reused.
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=0)
+# Persistent: HTTP requests run on a fixed pool of threads per process (messaging_app/wsgi_pool.py),
+# each keeping its connection across requests; 0 opens one per request.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
 # Reused connections are checked before each request, so service resumes by itself
 # after a database restart.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -253,7 +253,8 @@ _throttle_defaults = DEVELOPMENT_THROTTLE_RATES if DEBUG else PRODUCTION_THROTTL
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        # SimpleJWT's, with a cheaper user lookup.
+        "chats.tokens.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],

@@ -96,10 +96,20 @@ class PrivateDatabase:
         _wait_for_group_exit(self.process.pid)
 
     def freeze(self) -> None:
-        """SIGSTOP: connections are still accepted by the kernel, but nothing answers."""
+        """
+        SIGSTOP to every process of the server, like a paused machine: connections are still
+        accepted by the kernel, but nothing answers, on new connections or open ones.
+        (PostgreSQL's backends leave the postmaster's process group: stopping the group alone
+        left open sessions answering.)
+        """
         os.killpg(self.process.pid, signal.SIGSTOP)
+        self._frozen = _descendants(self.process.pid)
+        for pid in self._frozen:
+            _signal(pid, signal.SIGSTOP)
 
     def thaw(self) -> None:
+        for pid in getattr(self, "_frozen", ()):
+            _signal(pid, signal.SIGCONT)
         os.killpg(self.process.pid, signal.SIGCONT)
 
     def close(self) -> None:
@@ -224,3 +234,23 @@ def _in_group_and_alive(stat: Path, pgid: int) -> bool:
     except (OSError, IndexError):
         return False
     return fields[0] != "Z" and int(fields[2]) == pgid
+
+
+def _descendants(pid: int) -> set[int]:
+    found, todo = set(), [pid]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
+            try:
+                children = {int(p) for p in (task / "children").read_text().split()}
+            except OSError:
+                continue
+            todo.extend(children - found)
+            found |= children
+    return found
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,85 @@
+"""
+Database connections per request on the production server (gunicorn + uvicorn workers, HTTP on
+wsgi_pool.py's threads), counted by the database server itself on a private MariaDB and a
+private PostgreSQL: once warm, API requests open no new connection (before issue 13, every
+request opened two). The count is the server's: MariaDB's `Connections` status counter,
+PostgreSQL's `sessions` in pg_stat_database.
+
+Run: pytest -m integration chats/tests/integration/test_db_connection_reuse.py
+"""
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from chats.tests.integration.databases import KINDS
+from chats.tests.integration.servers import Server, api, app_env, free_port, migrate, register, start_gunicorn
+from chats.tests.integration.servers import wait_until_answering
+
+pytestmark = pytest.mark.integration
+
+DATABASE = "messaging_reuse"
+REQUESTS = 120
+STATS_DELAY = 1.5  # PostgreSQL reports its statistics up to a second late
+
+
+@pytest.fixture(params=sorted(KINDS))
+def served(request):
+    tmp = Path(tempfile.mkdtemp(prefix="messaging_app-reuse-"))
+    db = KINDS[request.param](Path(tempfile.mkdtemp(prefix=f"messaging_app-reuse-{request.param}-")))
+    server = Server("app", free_port(), tmp / "app.log")
+    try:
+        db.initialise()
+        db.start()
+        db.create_database(DATABASE)
+        env = app_env(database_url=db.url(DATABASE), secret_key=f"reuse-{uuid.uuid4().hex}{uuid.uuid4().hex}",
+                      THROTTLE_USER="100000/min", THROTTLE_SEND="100000/min")
+        migrate(env)
+        start_gunicorn(server, env, workers=2)
+        wait_until_answering(server, 30)
+        yield db, server
+    finally:
+        server.stop()
+        db.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def connections_opened(db) -> int:
+    """Connections the server has accepted so far (this one, made to read it, included on MariaDB)."""
+    connection = db.connect(DATABASE)
+    try:
+        cursor = connection.cursor()
+        if db.kind == "mariadb":
+            cursor.execute("SHOW GLOBAL STATUS LIKE 'Connections'")
+            return int(cursor.fetchone()[1])
+        # pg_stat_database.sessions: sessions established (PostgreSQL 14+), reported by each backend
+        # with a delay of up to a second (the caller waits for it).
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", [DATABASE])
+        return int(cursor.fetchone()[0])
+    finally:
+        connection.close()
+
+
+def test_warm_api_requests_open_no_database_connection(served):
+    db, server = served
+    token = register(server, "Reuse")["token"]
+    other = register(server, "Other")
+    conversation = api(server, "POST", "/api/conversations/", token=token,
+                       body={"participants": [other["user_id"]]}, expect=201)[1]["conversation_id"]
+    paths = [("GET", "/api/ping/", None, 200), ("GET", "/api/conversations/", None, 200),
+             ("POST", f"/api/conversations/{conversation}/messages/", {"message_body": "hi"}, 201),
+             ("GET", f"/api/conversations/{conversation}/messages/", None, 200)]
+    for _ in range(20):  # warm: every pool thread of both workers has its connection
+        for method, path, body, status in paths:
+            api(server, method, path, token=token, body=body, expect=status)
+    time.sleep(STATS_DELAY)
+    before = connections_opened(db)
+    for number in range(REQUESTS):
+        method, path, body, status = paths[number % len(paths)]
+        api(server, method, path, token=token, body=body, expect=status)
+    time.sleep(STATS_DELAY)
+    opened = connections_opened(db) - before - 1  # our own reading
+    assert opened <= 1, f"{opened} new database connections for {REQUESTS} requests"
