@@ -1,9 +1,11 @@
 """The targets the numbers must meet, and bench/results/*.md."""
 
-# Two sets of targets. "scenario": each scenario against our own floor (GET /api/ping/), flat
-# pages, tails; --strict fails on them. "serving": issue 13's serving cost, each scenario against
-# the bare Django view (bench/floor/, gunicorn sync workers) and new connections per request;
-# only --strict-serving fails on them (not met when they were set).
+# Three sets of targets. "scenario": flat pages (1M vs 1K messages) and tails; --strict fails on
+# them. "serving": issue 13's serving cost, each scenario against the bare Django view
+# (bench/floor/, gunicorn sync workers) and new connections per request; --strict-serving fails on
+# them too. "ping-share": issue 6's shares of our own floor (GET /api/ping/), shown, no longer
+# failing a run: issue 13 made that floor itself about 4x cheaper, so the same scenarios, faster
+# than before in req/s, are smaller shares of it; the bare Django view is the yardstick now.
 
 # (scenario, minimum throughput in % of the floor)
 THROUGHPUT_TARGETS = [("inbox", 40), ("newest", 50), ("send", 30), ("send_client_id", 30)]
@@ -21,13 +23,13 @@ def targets(results: dict) -> list[dict]:
     checks = []
 
     def check(target: str, measured: float, limit: str, passed: bool, kind: str = "scenario") -> None:
-        checks.append({"target": target, "measured": round(measured, 2 if kind == "scenario" else 3),
+        checks.append({"target": target, "measured": round(measured, 3 if kind == "serving" else 2),
                        "limit": limit, "result": "PASS" if passed else "FAIL", "set": kind})
 
     for name, minimum in THROUGHPUT_TARGETS:
         if name in by_name:
             pct = by_name[name]["pct_of_floor"]
-            check(f"{name}: throughput >= {minimum}% of floor", pct, f">= {minimum}", pct >= minimum)
+            check(f"{name}: throughput >= {minimum}% of floor", pct, f">= {minimum}", pct >= minimum, "ping-share")
     for big, small in FLAT_PAIRS:
         if big in by_name and small in by_name:
             b, s = by_name[big], by_name[small]
@@ -117,7 +119,8 @@ def markdown(results: dict) -> str:
         f"- Load average (1 min): {results['load']['start']} at the start, {results['load']['min']}-"
         f"{results['load']['max']} during the scenarios, {results['load']['end']} at the end "
         "(other work on the machine slows every scenario alike; compare the ratios)",
-        f"- Server: gunicorn + {c['workers']} uvicorn workers pinned to CPU {c['server_cpus']}, DEBUG off, "
+        f"- Server: gunicorn + {c['workers']} uvicorn workers pinned to CPU {c['server_cpus']}, HTTP on "
+        f"{c.get('http_threads', '?')} threads each (messaging_app/wsgi_pool.py), DEBUG off, "
         f"CONN_MAX_AGE {c['conn_max_age']}, Redis channel layer and cache; wrk pinned to CPU {c['wrk_cpus']}, "
         f"{c['concurrency']} connections, {c['duration']} s per scenario"
         + (f" after {c['warmup']} s of warm-up" if c["warmup"] else " (no warm-up but for the first floor run)"),
@@ -150,9 +153,10 @@ def markdown(results: dict) -> str:
             f"time, {ws['sockets']} sockets, idle server): p50 {ws['p50_ms']} ms, p99 {ws['p99_ms']} ms, "
             f"max {ws['max_ms']} ms; {ws['missing']} deliveries missing; the send itself: p50 {ws['rest_p50_ms']} ms.",
         ]
-    lines += ["", "Targets: **scenario** (against our ping floor; `--strict` fails on them) and **serving** "
-              "(issue 13: against the bare Django view, and new connections per request; only `--strict-serving` "
-              "fails on them).", "",
+    lines += ["", "Targets: **scenario** (flat pages and tails; `--strict` fails on them), **serving** (issue 13: "
+              "against the bare Django view, and new connections per request; `--strict-serving` fails on them "
+              "too) and **ping-share** (issue 6's shares of our own ping; shown only: issue 13 made ping itself "
+              "about 4x cheaper).", "",
               "| set | target | measured | limit | result |", "|---|---|---:|---:|---|"]
     for t in results["targets"]:
         lines.append(f"| {t.get('set', 'scenario')} | {t['target']} | {t['measured']} | {t['limit']} | "

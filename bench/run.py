@@ -54,7 +54,10 @@ FLOORS = [
     ("asgi_raw", "raw ASGI app answering JSON, gunicorn + uvicorn workers", "bench.floor.hello:app", []),
     ("django_wsgi", "bare Django JSON view, gunicorn sync workers (WSGI)", "bench.floor.wsgi:application",
      ["--worker-class", "sync"]),
-    ("django_asgi", "bare Django JSON view, gunicorn + uvicorn workers (ASGI)", "bench.floor.asgi:application", []),
+    ("django_asgi", "bare Django JSON view, gunicorn + uvicorn workers (Django's ASGI handler)",
+     "bench.floor.asgi:application", []),
+    ("django_pool", "bare Django JSON view, gunicorn + uvicorn workers, WSGI handler on wsgi_pool.py's threads "
+     "(production's HTTP serving)", "bench.floor.pool:application", []),
 ]
 REFERENCE = "django_wsgi"  # the floor every scenario is also a share of (issue 13's targets)
 ROTATE_USERS = 100  # the users whose tokens the generic scenarios rotate through
@@ -573,6 +576,8 @@ def main() -> int:
     from django.conf import settings
     from django.db import connection
 
+    from messaging_app.wsgi_pool import HTTP_THREADS
+
     logging.getLogger("messaging_app.requests").setLevel(logging.WARNING)  # in-process requests: no log lines
 
     from bench import dataset, report, ws_latency
@@ -662,7 +667,8 @@ def main() -> int:
                  "max": max(r["load1"] for r in measured), "end": load1()},
         "config": {"workers": args.workers, "concurrency": args.concurrency, "duration": args.duration,
                    "warmup": args.warmup,
-                   "conn_max_age": settings.DATABASES["default"]["CONN_MAX_AGE"], "wrk_cpus": wrk_cpus,
+                   "conn_max_age": settings.DATABASES["default"]["CONN_MAX_AGE"],
+                   "http_threads": HTTP_THREADS, "wrk_cpus": wrk_cpus,
                    "server_cpus": server_cpus, "database_url": args.database_url, "redis_url": args.redis_url,
                    "settings": args.settings},
         "dataset": {**vars(spec), "description": dataset.describe(spec), "database": dataset.database_name()},

@@ -112,8 +112,10 @@ class WSGIThreadPool:
     """An ASGI application serving HTTP through `wsgi_app` on HTTP_THREADS threads."""
 
     def __init__(self, wsgi_app, threads: int = HTTP_THREADS, timeout: float = HTTP_REQUEST_TIMEOUT,
-                 readyz_timeout: float = READYZ_TIMEOUT) -> None:
+                 readyz_timeout: float = READYZ_TIMEOUT, on_loop=None) -> None:
+        """`on_loop(loop)` is called with the serving event loop on every request (chats.events.deliver_from)."""
         self.app = wsgi_app
+        self.on_loop = on_loop
         self.threads = threads
         self.timeout = timeout
         self.readyz_timeout = readyz_timeout
@@ -144,10 +146,9 @@ class WSGIThreadPool:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             raise ValueError(f"WSGIThreadPool serves HTTP only, not {scope['type']!r}")
-        from chats import events  # after Django's set-up
-
         loop = asyncio.get_running_loop()
-        events.deliver_from(loop)
+        if self.on_loop is not None:
+            self.on_loop(loop)
         if scope["path"] == "/healthz":
             return await self._answer(send, 200, {"status": "ok"})
         body = await read_body(receive)

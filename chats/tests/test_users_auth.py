@@ -439,3 +439,31 @@ def test_ping_answers_who_you_are_with_no_query_beyond_auth(alice, client_for, a
         response = client.get("/api/ping/")
     assert response.json() == {"status": "ok", "user_id": str(alice.pk)}
     assert_error(api.get("/api/ping/"), 401)
+
+
+def test_an_access_token_already_verified_is_still_refused_once_it_expires(alice, api):
+    """Verified tokens are remembered per process (chats/tokens.py): their expiry is checked every time."""
+    import time
+    from datetime import timedelta
+
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    token = AccessToken.for_user(alice)
+    token.set_exp(lifetime=timedelta(seconds=1))
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert api.get("/api/ping/").status_code == 200
+    assert api.get("/api/ping/").status_code == 200  # the remembered verification
+    time.sleep(1.2)
+    response = api.get("/api/ping/")
+    assert response.status_code == 401
+    assert_error(response, 401, "token_not_valid")
+
+
+def test_a_deactivated_user_with_a_remembered_token_is_refused_at_once(alice, api):
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(alice)}")
+    assert api.get("/api/ping/").status_code == 200
+    User.objects.filter(pk=alice.pk).update(is_active=False)
+    response = api.get("/api/ping/")
+    assert response.status_code == 401

@@ -162,7 +162,7 @@ def test_channel_layer_sends_from_pool_threads_are_made_on_the_loop_in_order():
         return [b"{}"]
 
     async def scenario():
-        await request(WSGIThreadPool(app, threads=1), scope())
+        await request(WSGIThreadPool(app, threads=1, on_loop=events.deliver_from), scope())
         await asyncio.sleep(0.3)
 
     try:
