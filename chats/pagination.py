@@ -24,12 +24,25 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 
+# Query parameters that change only the order or the page of a list, never what it holds.
+NON_FILTERING_PARAMS = {"page", "page_size", "ordering", "format"}
+
+
 class StandardPagination(PageNumberPagination):
-    """`?page=N&page_size=M`: 20 per page by default, at most 100 (larger asks are capped)."""
+    """
+    `?page=N&page_size=M`: 20 per page by default, at most 100 (larger asks are capped). A view
+    with `known_count()` (a count kept elsewhere, or a cheap one) spares the page its COUNT(*).
+    """
 
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = 100
+
+    def paginate_queryset(self, queryset, request, view=None):
+        known = view.known_count() if view is not None and hasattr(view, "known_count") else None
+        if known is not None:
+            self.django_paginator_class = partial(KnownCountPaginator, known_count=known)
+        return super().paginate_queryset(queryset, request, view)
 
 
 class KnownCountPaginator(Paginator):
@@ -51,9 +64,6 @@ class TimelinePagination(StandardPagination):
         given = [p for p in self.cursor_params if request.query_params.get(p)]
         self.cursor_mode = bool(given)
         if not given:
-            known = view.known_count() if view is not None and hasattr(view, "known_count") else None
-            if known is not None:
-                self.django_paginator_class = partial(KnownCountPaginator, known_count=known)
             # Ids only: with the sender joined, MariaDB's planner may start from the users
             # table when a conversation has few people, and sort its whole history (37 s for
             # the newest page of 1,000,000 messages between two people).

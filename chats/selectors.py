@@ -72,6 +72,11 @@ def participants_by_conversation(conversation_ids: list) -> dict:
     return people
 
 
+def conversation_total_for_user(*, user: User) -> int:
+    """How many conversations the user takes part in: their memberships, on the (user, conversation) index."""
+    return _conversation_ids_of(user).count()
+
+
 def unread_total_for_user(*, user: User) -> int:
     """Unread messages across all of the user's conversations, in one query."""
     return ConversationMembership.objects.filter(user=user).aggregate(total=Coalesce(Sum("unread_count"), 0))["total"]

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from chats import selectors, services
 from chats.filters import ConversationFilter
 from chats.models import Conversation, Message
+from chats.pagination import NON_FILTERING_PARAMS
 from chats.schema import (
     CONVERSATION_CREATE_EXAMPLES,
     MARK_READ_EXAMPLES,
@@ -82,6 +83,12 @@ class ConversationViewSet(
         if self.action == "create":
             throttles.append(SendRateThrottle())
         return throttles
+
+    def known_count(self) -> int | None:
+        """The inbox's size from the memberships alone (not a COUNT over the annotated page query)."""
+        if set(self.request.query_params) <= NON_FILTERING_PARAMS:
+            return selectors.conversation_total_for_user(user=self.request.user)
+        return None
 
     def list(self, request, *args, **kwargs):
         # The inbox: value rows instead of model instances (same output, less CPU per page).

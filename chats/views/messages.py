@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from chats import selectors, services
 from chats.filters import MessageFilter
 from chats.models import Conversation, Message
-from chats.pagination import StandardPagination, TimelinePagination
+from chats.pagination import NON_FILTERING_PARAMS, StandardPagination, TimelinePagination
 from chats.permissions import conversation_for_participant_or_404
 from chats.schema import (
     CURSOR_ERRORS,
@@ -31,7 +31,6 @@ from chats.throttles import SendRateThrottle
 from chats.views.base import ScopedViewSet
 
 # Query parameters that do not change which messages a timeline holds.
-NON_FILTERING_PARAMS = {"page", "page_size", "ordering", "format"}
 
 SEND_DESCRIPTION = (
     "The sender is always you. `parent_message` makes it a reply (same conversation only). "
