@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminPasswordChangeForm
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.http import HttpResponseRedirect
 from django.urls import reverse
@@ -93,8 +94,19 @@ class ServiceWritesAdmin(DeleteEachThroughService, admin.ModelAdmin):
         return RefusedForm
 
 
+class PasswordChangeThroughService(AdminPasswordChangeForm):
+    """The admin's "change password" form, stored by the service: the user's logins end with it."""
+
+    def save(self, commit=True):
+        user = super().save(commit=False)  # the new (or unusable) password, set on the instance
+        if commit:
+            services.user_password_save(user=user)
+        return user
+
+
 @admin.register(User)
 class UserAdmin(DeleteEachThroughService, DjangoUserAdmin):
+    change_password_form = PasswordChangeThroughService
     ordering = ["email"]
     list_display = ["email", "first_name", "last_name", "role", "is_active", "is_staff", "created_at"]
     list_filter = ["role", "is_active", "is_staff", "created_at"]

@@ -29,14 +29,15 @@ NON_FILTERING_PARAMS = {"page", "page_size", "ordering", "format"}
 
 
 class StandardPagination(PageNumberPagination):
-    """
-    `?page=N&page_size=M`: 20 per page by default, at most 100 (larger asks are capped). A view
-    with `known_count()` (a count kept elsewhere, or a cheap one) spares the page its COUNT(*).
-    """
+    """`?page=N&page_size=M`: 20 per page by default, at most 100 (larger asks are capped)."""
 
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = 100
+
+
+class KnownCountPagination(StandardPagination):
+    """For a list view with `known_count()` (a count kept elsewhere, or a cheap one): no COUNT(*) of the page query."""
 
     def paginate_queryset(self, queryset, request, view=None):
         known = view.known_count() if view is not None and hasattr(view, "known_count") else None
@@ -57,7 +58,7 @@ class KnownCountPaginator(Paginator):
         return self.known_count
 
 
-class TimelinePagination(StandardPagination):
+class TimelinePagination(KnownCountPagination):
     cursor_params = ("before", "after")
 
     def paginate_queryset(self, queryset, request, view=None):

@@ -78,7 +78,6 @@ def user_register(
 def user_change_password(*, user: User, current_password: str, new_password: str) -> None:
     """Checks the current password, validates the new one, and logs out every refresh token."""
     from django.contrib.auth.password_validation import validate_password
-    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
     if not user.check_password(current_password):
         raise ValidationError({"current_password": ["The current password is not correct."]})
@@ -87,10 +86,22 @@ def user_change_password(*, user: User, current_password: str, new_password: str
     except ValidationError as exc:
         raise ValidationError({"new_password": exc.messages})
     user.set_password(new_password)
+    user_password_save(user=user)
+
+
+@transaction.atomic
+def user_password_save(*, user: User) -> None:
+    """
+    Stores the password just set on `user` (by the service above, the admin's password form or
+    `manage.py changepassword`) and ends every login of theirs: refresh tokens blacklisted, open
+    sockets closed (4401), this browser's too (it reconnects).
+    """
+    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
     user.save(update_fields=["password"])
     outstanding = OutstandingToken.objects.filter(user=user).exclude(blacklistedtoken__isnull=False)
     BlacklistedToken.objects.bulk_create([BlacklistedToken(token=token) for token in outstanding])
-    events.credentials_revoked(user.pk)  # every open socket closes, this browser's too (it reconnects)
+    events.credentials_revoked(user.pk)
 
 
 @transaction.atomic

@@ -9,6 +9,8 @@ the real API or admin, and other people's sockets stay open.
 Same machinery as test_realtime.py (its `ws` fixture and helpers), on the real ASGI
 application; with REDIS_URL set the slots and events go through Redis.
 """
+import io
+
 import pytest
 from channels.db import database_sync_to_async
 from django.conf import settings as django_settings
@@ -242,6 +244,43 @@ async def test_deactivating_an_account_in_the_admin_closes_its_sockets_with_4401
     await admin_deactivate(client, alice)
     for socket in sockets:
         await assert_closed(socket, 4401, timeout=TIMEOUT)
+    await assert_open(bob_socket)
+
+
+@db
+def refresh_token_is_blacklisted(refresh: RefreshToken) -> bool:
+    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
+
+    return BlacklistedToken.objects.filter(token__jti=refresh["jti"]).exists()
+
+
+async def test_a_password_set_in_the_admin_ends_the_users_logins(ws, alice, bob):
+    """Staff's "change password" form: the user's refresh tokens are blacklisted and their sockets close."""
+    client = await staff_client()
+    refresh = await db(RefreshToken.for_user)(alice)
+    socket = await ws.login(alice)
+    bob_socket = await ws.login(bob)
+    response = await db(client.post)(f"/admin/chats/user/{alice.pk}/password/",
+                                     {"usable_password": "true", "password1": NEW_PASSWORD, "password2": NEW_PASSWORD})
+    assert response.status_code == 302, response.content
+    assert await db(lambda: User.objects.get(pk=alice.pk).check_password(NEW_PASSWORD))()
+    await assert_closed(socket, 4401, timeout=TIMEOUT)
+    assert await refresh_token_is_blacklisted(refresh)
+    await assert_open(bob_socket)
+
+
+async def test_manage_py_changepassword_ends_the_users_logins(ws, alice, bob, monkeypatch):
+    from django.contrib.auth.management.commands import changepassword
+    from django.core.management import call_command
+
+    monkeypatch.setattr(changepassword.Command, "_get_pass", lambda self, prompt="Password: ": NEW_PASSWORD)
+    refresh = await db(RefreshToken.for_user)(alice)
+    socket = await ws.login(alice)
+    bob_socket = await ws.login(bob)
+    await db(call_command)("changepassword", alice.email, stdout=io.StringIO())
+    assert await db(lambda: User.objects.get(pk=alice.pk).check_password(NEW_PASSWORD))()
+    await assert_closed(socket, 4401, timeout=TIMEOUT)
+    assert await refresh_token_is_blacklisted(refresh)
     await assert_open(bob_socket)
 
 

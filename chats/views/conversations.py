@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from chats import selectors, services
 from chats.filters import ConversationFilter
 from chats.models import Conversation, Message
-from chats.pagination import NON_FILTERING_PARAMS
+from chats.pagination import NON_FILTERING_PARAMS, KnownCountPagination
 from chats.schema import (
     CONVERSATION_CREATE_EXAMPLES,
     MARK_READ_EXAMPLES,
@@ -60,6 +60,7 @@ class ConversationViewSet(
     lookup_field = "conversation_id"
     lookup_value_regex = "[^/]+"
     filterset_class = ConversationFilter
+    pagination_class = KnownCountPagination
     # Emails match only exactly: co-participants must not learn an address letter by letter.
     search_fields = ["participants__first_name", "participants__last_name", "=participants__email"]
     ordering_fields = ["created_at", "last_activity_at"]
@@ -86,7 +87,7 @@ class ConversationViewSet(
 
     def known_count(self) -> int | None:
         """The inbox's size from the memberships alone (not a COUNT over the annotated page query)."""
-        if set(self.request.query_params) <= NON_FILTERING_PARAMS:
+        if self.action == "list" and set(self.request.query_params) <= NON_FILTERING_PARAMS:
             return selectors.conversation_total_for_user(user=self.request.user)
         return None
 
