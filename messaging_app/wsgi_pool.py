@@ -30,6 +30,7 @@ probe:
 """
 import asyncio
 import io
+import json
 import logging
 import os
 import sys
@@ -113,9 +114,10 @@ class WSGIThreadPool:
 
     def __init__(self, wsgi_app, threads: int = HTTP_THREADS, timeout: float = HTTP_REQUEST_TIMEOUT,
                  readyz_timeout: float = READYZ_TIMEOUT, on_loop=None) -> None:
-        """`on_loop(loop)` is called with the serving event loop on every request (chats.events.deliver_from)."""
+        """`on_loop(loop)` is called with the serving event loop once it serves (chats.events.deliver_from)."""
         self.app = wsgi_app
         self.on_loop = on_loop
+        self._loop = None
         self.threads = threads
         self.timeout = timeout
         self.readyz_timeout = readyz_timeout
@@ -147,8 +149,10 @@ class WSGIThreadPool:
         if scope["type"] != "http":
             raise ValueError(f"WSGIThreadPool serves HTTP only, not {scope['type']!r}")
         loop = asyncio.get_running_loop()
-        if self.on_loop is not None:
-            self.on_loop(loop)
+        if loop is not self._loop:
+            self._loop = loop
+            if self.on_loop is not None:
+                self.on_loop(loop)
         if scope["path"] == "/healthz":
             return await self._answer(send, 200, {"status": "ok"})
         body = await read_body(receive)
@@ -199,8 +203,6 @@ class WSGIThreadPool:
 
     @staticmethod
     async def _answer(send, status: int, payload: dict, retry_after: bool = False) -> None:
-        import json
-
         headers = [*_JSON, (b"x-request-id", str(uuid.uuid4()).encode())]
         if retry_after:
             headers.append((b"retry-after", RETRY_AFTER.encode()))

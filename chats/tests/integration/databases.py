@@ -11,10 +11,13 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
-from chats.tests.integration.servers import free_port
+from chats.tests.integration.servers import Server, app_env, free_port, migrate, start_gunicorn, wait_until_answering
 
 SHARED_PORTS = {3306, 5432}
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -209,6 +212,33 @@ class PrivatePostgreSQL(PrivateDatabase):
 
 
 KINDS = {"mariadb": PrivateMariaDB, "postgresql": PrivatePostgreSQL}
+
+
+@contextmanager
+def app_on_private_database(kind: str, database: str, label: str, **settings):
+    """
+    A private database server of `kind` (KINDS) with `database` migrated, and the app served on it
+    by the production command (gunicorn.conf.py, 2 workers, DEBUG off) with `settings` added to
+    its environment: yields (the database server, the app's Server). Everything goes afterwards.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=f"messaging_app-{label}-"))
+    # Its own directory (under /tmp, not in this 0700 one): PostgreSQL runs as another user.
+    db = KINDS[kind](Path(tempfile.mkdtemp(prefix=f"messaging_app-{label}-{kind}-")))
+    server = Server("app", free_port(), tmp / "app.log")
+    try:
+        db.initialise()
+        db.start()
+        db.create_database(database)
+        env = app_env(database_url=db.url(database), secret_key=f"{label}-{uuid.uuid4().hex}{uuid.uuid4().hex}",
+                      **settings)
+        migrate(env)
+        start_gunicorn(server, env, workers=2)
+        wait_until_answering(server, 30)
+        yield db, server
+    finally:
+        server.stop()
+        db.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _run(args: list[str], tmp: Path, **options) -> None:

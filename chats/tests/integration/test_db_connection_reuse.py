@@ -7,18 +7,13 @@ PostgreSQL's `sessions` in pg_stat_database.
 
 Run: pytest -m integration chats/tests/integration/test_db_connection_reuse.py
 """
-import shutil
-import tempfile
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
-from chats.tests.integration.databases import KINDS
-from chats.tests.integration.servers import Server, api, app_env, free_port, migrate, register, start_gunicorn
-from chats.tests.integration.servers import wait_until_answering
+from chats.tests.integration.databases import KINDS, app_on_private_database
+from chats.tests.integration.servers import api, register
 
 pytestmark = pytest.mark.integration
 
@@ -30,23 +25,9 @@ STATS_DELAY = 1.5  # PostgreSQL reports its statistics up to a second late
 
 @pytest.fixture(params=sorted(KINDS))
 def served(request):
-    tmp = Path(tempfile.mkdtemp(prefix="messaging_app-reuse-"))
-    db = KINDS[request.param](Path(tempfile.mkdtemp(prefix=f"messaging_app-reuse-{request.param}-")))
-    server = Server("app", free_port(), tmp / "app.log")
-    try:
-        db.initialise()
-        db.start()
-        db.create_database(DATABASE)
-        env = app_env(database_url=db.url(DATABASE), secret_key=f"reuse-{uuid.uuid4().hex}{uuid.uuid4().hex}",
-                      THROTTLE_USER="100000/min", THROTTLE_SEND="100000/min")
-        migrate(env)
-        start_gunicorn(server, env, workers=2)
-        wait_until_answering(server, 30)
-        yield db, server
-    finally:
-        server.stop()
-        db.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+    with app_on_private_database(request.param, DATABASE, "reuse",
+                                 THROTTLE_USER="100000/min", THROTTLE_SEND="100000/min") as served:
+        yield served
 
 
 def connections_opened(db) -> int:

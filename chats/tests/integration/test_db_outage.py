@@ -25,29 +25,21 @@ Run: pytest -m integration chats/tests/integration/test_db_outage.py
 """
 import itertools
 import re
-import shutil
-import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
-from chats.tests.integration.databases import KINDS, PrivateDatabase
+from chats.tests.integration.databases import KINDS, PrivateDatabase, app_on_private_database
 from chats.tests.integration.servers import (
     Reply,
     Server,
-    app_env,
     call,
     child_pids,
-    free_port,
-    migrate,
     register,
-    start_gunicorn,
-    wait_until_answering,
 )
 
 pytestmark = pytest.mark.integration
@@ -97,33 +89,17 @@ def _canonical(value):
 
 @pytest.fixture(params=sorted(KINDS))
 def stack(request):
-    tmp = Path(tempfile.mkdtemp(prefix="messaging_app-outage-"))
-    # Its own directory (under /tmp, not in this 0700 one): PostgreSQL runs as another user.
-    db = KINDS[request.param](Path(tempfile.mkdtemp(prefix=f"messaging_app-outage-{request.param}-")))
-    server = Server("app", free_port(), tmp / "app.log")
-    try:
-        db.initialise()
-        db.start()
-        db.create_database(DATABASE)
-        env = app_env(
-            database_url=db.url(DATABASE),
-            secret_key=f"outage-{uuid.uuid4().hex}{uuid.uuid4().hex}",
-            # The traffic below is far above the per-user rate limits, which are not under test.
-            THROTTLE_USER="100000/min",
-            THROTTLE_SEND="100000/min",
-            # Requests run on a pool of threads with persistent connections (wsgi_pool.py): one
-            # whose database froze is answered 503 at this deadline (default 10 s), inside the
-            # bound below.
-            HTTP_REQUEST_TIMEOUT=str(REQUEST_TIMEOUT),
-        )
-        migrate(env)
-        start_gunicorn(server, env, workers=2)
-        wait_until_answering(server, 30)
+    settings = {
+        # The traffic below is far above the per-user rate limits, which are not under test.
+        "THROTTLE_USER": "100000/min",
+        "THROTTLE_SEND": "100000/min",
+        # Requests run on a pool of threads with persistent connections (wsgi_pool.py): one
+        # whose database froze is answered 503 at this deadline (default 10 s), inside the
+        # bound below.
+        "HTTP_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT),
+    }
+    with app_on_private_database(request.param, DATABASE, "outage", **settings) as (db, server):
         yield Stack(db, server)
-    finally:
-        server.stop()
-        db.close()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --- traffic -------------------------------------------------------------------------------
