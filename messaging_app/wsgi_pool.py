@@ -100,7 +100,9 @@ class Response:
 
     def start(self, status: str, headers: list, exc_info=None) -> None:
         self.status = int(status.split(" ", 1)[0])
-        self.headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+        # Stripped as Django's ASGI handler does: its WSGI handler writes each Set-Cookie value with
+        # a leading space (`cookie.output(header="")`), which h11 (uvicorn) refuses as illegal.
+        self.headers = [(name.lower().encode("latin-1"), value.encode("latin-1").strip()) for name, value in headers]
 
     def close(self) -> None:
         """Ends the request in Django (request_finished: the connection goes back to its thread)."""

@@ -183,3 +183,19 @@ def test_the_asgi_application_serves_the_api_through_the_pool(settings):
             "/api/", headers=[(b"host", b"127.0.0.1"), (b"accept", b"application/json")])))
     assert status == 200 and headers["content-type"].startswith("application/json")
     assert "x-request-id" in headers
+
+
+@pytest.mark.django_db
+def test_django_cookies_come_out_as_legal_header_values():
+    """Django's WSGI handler writes Set-Cookie values with a leading space; h11 (uvicorn) refused
+    them, and every page setting a cookie (Swagger UI's CSRF cookie) ended in an empty reply."""
+    import h11
+    from django.test import override_settings
+
+    from messaging_app.asgi import application
+
+    with override_settings(ALLOWED_HOSTS=["127.0.0.1"]):
+        status, headers, _, sent = asyncio.run(request(application, scope(
+            "/api-auth/login/", headers=[(b"host", b"127.0.0.1")])))
+    assert status == 200 and "csrftoken=" in headers["set-cookie"]
+    h11.Response(status_code=status, headers=sent[0]["headers"])  # raises on an illegal header
