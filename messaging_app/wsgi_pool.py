@@ -13,8 +13,8 @@ module under uvicorn ~3,180.
 
 How: the event loop reads the request body (bounded by limits.limit_request_body), then makes
 one hop into the pool, where Django's WSGI handler runs the request to its full response; one
-hop back, and the loop writes it. Streaming responses (static files) are read chunk by chunk in
-the pool. Each pool thread keeps its own database connection across requests (CONN_MAX_AGE,
+hop back, and the loop writes it. Streaming responses (static files) are read in the pool, about
+64 KiB per hop. Each pool thread keeps its own database connection across requests (CONN_MAX_AGE,
 checked before reuse by CONN_HEALTH_CHECKS): the pool is the connection pool.
 
 Bounds, so a database that stops answering (frozen, partitioned) never holds a client or a
@@ -46,6 +46,9 @@ HTTP_THREADS = int(os.environ.get("HTTP_THREADS", "4"))
 HTTP_REQUEST_TIMEOUT = float(os.environ.get("HTTP_REQUEST_TIMEOUT", "10"))
 READYZ_TIMEOUT = float(os.environ.get("READYZ_TIMEOUT", "3"))
 RETRY_AFTER = "5"
+# A streaming response (a static file: Django reads them 4 KiB at a time) crosses from the pool to
+# the loop in pieces of about this size, not one hop per chunk.
+STREAM_BYTES = 64 * 1024
 
 # The headers of every API answer (security_headers.py) on the answers made here.
 _JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store"),
@@ -197,7 +200,7 @@ class WSGIThreadPool:
             await send({"type": "http.response.body", "body": response.body})
             return
         try:
-            while (chunk := await loop.run_in_executor(pool, next, response.chunks, None)) is not None:
+            while (chunk := await loop.run_in_executor(pool, _read_up_to, response.chunks, STREAM_BYTES)) is not None:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         finally:
@@ -210,6 +213,17 @@ class WSGIThreadPool:
             headers.append((b"retry-after", RETRY_AFTER.encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
+
+
+def _read_up_to(chunks, size: int) -> bytes | None:
+    """The next chunks of a streaming response, joined up to about `size` bytes; None at its end."""
+    parts, length = [], 0
+    for chunk in chunks:
+        parts.append(chunk)
+        length += len(chunk)
+        if length >= size:
+            break
+    return b"".join(parts) if parts else None
 
 
 def _discard(future) -> None:
