@@ -25,8 +25,8 @@ probe:
   runs; one already running finishes in its thread, and its late response is discarded (so a
   send may be stored though its client saw 503: retrying it with its `client_id` is safe).
 - /healthz is answered on the event loop (no thread, no I/O); /readyz runs on a thread of its
-  own with its own deadline (READYZ_TIMEOUT, 3 s), and answers 503 at once while a previous
-  check is still stuck.
+  own with its own deadline (READYZ_TIMEOUT, 3 s): probes that arrive during a check share its
+  answer, and while a check is stuck past the deadline every probe is answered 503 at once.
 """
 import asyncio
 import io
@@ -129,6 +129,7 @@ class WSGIThreadPool:
         self._pool = None
         self._probe = None
         self._probe_running = None
+        self._probe_started = 0.0
 
     def _executors(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
         # Made in the serving process (gunicorn forks its workers after importing the app).
@@ -183,14 +184,21 @@ class WSGIThreadPool:
         await self._send(loop, pool, response, send)
 
     async def _readyz(self, loop, probe, environ: dict, send) -> None:
-        busy = self._probe_running is not None and not self._probe_running.done()
-        if not busy:
-            self._probe_running = loop.run_in_executor(probe, self._run, environ)
+        """
+        One check at a time: probes that arrive while it runs share its answer. A check still running
+        after READYZ_TIMEOUT is stuck: until it ends, every probe is answered 503 at once.
+        """
+        check = self._probe_running
+        if check is None or check.done():
+            check = self._probe_running = loop.run_in_executor(probe, self._run, environ)
+            self._probe_started = loop.time()
+        remaining = self.readyz_timeout - (loop.time() - self._probe_started)
+        if remaining > 0:
             try:
-                response = await asyncio.wait_for(asyncio.shield(self._probe_running), self.readyz_timeout)
+                response = await asyncio.wait_for(asyncio.shield(check), remaining)
                 return await self._send(loop, probe, response, send)
             except asyncio.TimeoutError:
-                self._probe_running.add_done_callback(_discard)
+                pass
         await self._answer(send, 503, {"status": "unavailable", "checks": {"database": False},
                                        "detail": "The readiness check did not finish in time."})
 

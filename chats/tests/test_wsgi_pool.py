@@ -6,6 +6,7 @@ from the pool threads made on the event loop. Driven as uvicorn drives it (ASGI 
 import asyncio
 import json
 import threading
+import time
 
 import pytest
 
@@ -216,3 +217,23 @@ def test_a_large_streamed_file_crosses_in_pieces_of_about_64_kib():
     status, _, body, sent = asyncio.run(request(WSGIThreadPool(app, threads=1), scope()))
     assert status == 200 and body == b"x" * 4096 * 64
     assert [len(m["body"]) for m in sent[1:]] == [64 * 1024] * 4 + [0]
+
+
+def test_probes_that_arrive_during_a_readiness_check_share_its_answer():
+    """Orchestrators probe often, from several places: a check in progress is not a stuck one."""
+    calls = []
+
+    def app(environ, start_response):
+        calls.append(environ["PATH_INFO"])
+        time.sleep(0.2)  # a database that takes a moment
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b'{"status": "ok"}']
+
+    pool = WSGIThreadPool(app, threads=1, readyz_timeout=2)
+
+    async def scenario():
+        return await asyncio.gather(*(request(pool, scope("/readyz")) for _ in range(5)))
+
+    answers = asyncio.run(scenario())
+    assert [status for status, *_ in answers] == [200] * 5
+    assert calls == ["/readyz"]  # one check for the five probes
