@@ -22,7 +22,7 @@ from rest_framework.renderers import JSONRenderer
 
 from chats.models import ConversationMembership, Message
 from chats.selectors import conversation_list_for_user
-from chats.serializers import ConversationSerializer, MessageSerializer
+from chats.serializers import ConversationSerializer, message_representation
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def message_changed(event_type: str, message: Message) -> None:
         payload = {
             "type": event_type,
             "conversation_id": str(message.conversation_id),
-            "message": as_plain_json(MessageSerializer(message).data),
+            "message": message_representation(message),
         }
         send_to_users(_member_ids(message.conversation_id), payload)
 

@@ -17,7 +17,7 @@ from functools import cached_property, partial
 from uuid import UUID
 
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from rest_framework import serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -26,6 +26,9 @@ from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 # Query parameters that change only the order or the page of a list, never what it holds.
 NON_FILTERING_PARAMS = {"page", "page_size", "ordering", "format"}
+# ... and of those, the ones that leave a list in its default order: the hot reads' fast paths
+# (statements compiled once, chats/prepared.py) serve exactly these requests.
+PLAIN_PAGE_PARAMS = NON_FILTERING_PARAMS - {"ordering"}
 
 
 class StandardPagination(PageNumberPagination):
@@ -68,7 +71,12 @@ class TimelinePagination(KnownCountPagination):
             # Ids only: with the sender joined, MariaDB's planner may start from the users
             # table when a conversation has few people, and sort its whole history (37 s for
             # the newest page of 1,000,000 messages between two people).
-            ids = view.page_ids(queryset) if hasattr(view, "page_ids") else queryset.values_list("pk", flat=True)
+            if hasattr(view, "page_ids"):
+                ids = view.page_ids(queryset)
+            elif isinstance(queryset, QuerySet):
+                ids = queryset.values_list("pk", flat=True)
+            else:  # already ids, sliceable (selectors.timeline_ids)
+                ids = queryset
             return list(super().paginate_queryset(ids, request, view))
         if len(given) > 1:
             raise serializers.ValidationError({"before": ["Use either before or after, not both."]})

@@ -3,12 +3,15 @@ Authorization. List and detail querysets are scoped to the requesting user in
 selectors; this covers the paths that start from an id in the URL or payload.
 A non-participant is told "not found", never that the conversation exists.
 """
-from rest_framework.generics import get_object_or_404
+from django.http import Http404
 
 from chats.models import Conversation, User
-from chats.selectors import conversations_of
+from chats.selectors import conversation_of_participant
 
 
 def conversation_for_participant_or_404(*, user: User, conversation_id) -> Conversation:
-    # DRF's get_object_or_404 also turns a malformed UUID into a 404.
-    return get_object_or_404(conversations_of(user=user), pk=conversation_id)
+    # A malformed id is a 404 too, like an unknown one.
+    conversation = conversation_of_participant(user=user, conversation_id=conversation_id)
+    if conversation is None:
+        raise Http404
+    return conversation

@@ -7,10 +7,11 @@ from datetime import datetime
 from datetime import timezone as dt_timezone
 
 from django.db import connection, connections, router
-from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from chats.models import Conversation, ConversationMembership, Message, MessageEdit, User
+from chats.prepared import PreparedPages, PreparedRead
 
 
 def _conversation_ids_of(user: User) -> QuerySet:
@@ -21,6 +22,26 @@ def _conversation_ids_of(user: User) -> QuerySet:
 def conversations_of(*, user: User) -> QuerySet[Conversation]:
     """The conversations the user takes part in, bare (for access checks)."""
     return Conversation.objects.filter(pk__in=_conversation_ids_of(user))
+
+
+_CONVERSATION_FIELDS = tuple(field.attname for field in Conversation._meta.concrete_fields)
+_CONVERSATION_OF_PARTICIPANT = PreparedRead(
+    lambda user, conversation: conversations_of(user=user).filter(pk=conversation).values_list(*_CONVERSATION_FIELDS),
+    model=Conversation,
+    values={"user": User._meta.pk, "conversation": Conversation._meta.pk},
+)
+
+
+def conversation_of_participant(*, user: User, conversation_id) -> Conversation | None:
+    """The conversation with this id if the user takes part in it, else None (a malformed id too)."""
+    try:
+        conversation_id = uuid.UUID(str(conversation_id))
+    except ValueError:
+        return None
+    rows = _CONVERSATION_OF_PARTICIPANT.read(values={"user": user.pk, "conversation": conversation_id})
+    if not rows:
+        return None
+    return Conversation.from_db(router.db_for_read(Conversation), _CONVERSATION_FIELDS, rows[0])
 
 
 def conversation_list_for_user(*, user: User) -> QuerySet[Conversation]:
@@ -59,22 +80,55 @@ def conversation_rows(queryset: QuerySet[Conversation]) -> QuerySet:
     return queryset.prefetch_related(None).values(*CONVERSATION_ROW_FIELDS)
 
 
+_INBOX = PreparedRead(
+    lambda user, offset, limit: conversation_rows(conversation_list_for_user(user=user))[offset:limit],
+    model=Conversation,
+    values={"user": User._meta.pk},
+)
+
+
+def inbox_rows(*, user: User) -> PreparedPages:
+    """
+    The user's inbox in its default order (Conversation.Meta.ordering) as CONVERSATION_ROW_FIELDS
+    dicts, for a paginator: `conversation_rows(conversation_list_for_user(user=user))`, compiled
+    once per page shape.
+    """
+    return PreparedPages(_INBOX, user=user.pk)
+
+
+_PARTICIPANTS = PreparedRead(
+    lambda ids: ConversationMembership.objects.filter(conversation_id__in=ids)
+    .order_by(*(f"user__{field}" for field in User._meta.ordering))
+    .values_list("conversation_id", "user__user_id", "user__first_name", "user__last_name"),
+    model=ConversationMembership,
+    values={"ids": Conversation._meta.pk},
+)
+
+
 def participants_by_conversation(conversation_ids: list) -> dict:
     """{conversation_id: [(user_id, first_name, last_name), ...]} in User.Meta.ordering, one query."""
     people = {pk: [] for pk in conversation_ids}
-    rows = (
-        ConversationMembership.objects.filter(conversation_id__in=conversation_ids)
-        .order_by(*(f"user__{field}" for field in User._meta.ordering))
-        .values_list("conversation_id", "user__user_id", "user__first_name", "user__last_name")
-    )
-    for conversation_id, *person in rows:
+    if not conversation_ids:
+        return people
+    for conversation_id, *person in _PARTICIPANTS.read(values={"ids": conversation_ids}):
         people[conversation_id].append(person)
     return people
 
 
+_CONVERSATION_TOTAL = PreparedRead(
+    lambda user: ConversationMembership.objects.filter(user=user)
+    .order_by()
+    .values("user")
+    .annotate(total=Count("pk"))
+    .values_list("total", flat=True),
+    model=ConversationMembership,
+    values={"user": User._meta.pk},
+)
+
+
 def conversation_total_for_user(*, user: User) -> int:
     """How many conversations the user takes part in: their memberships, on the (user, conversation) index."""
-    return _conversation_ids_of(user).count()
+    return next(iter(_CONVERSATION_TOTAL.read(values={"user": user.pk})), 0)
 
 
 def unread_total_for_user(*, user: User) -> int:
@@ -153,13 +207,38 @@ MESSAGE_ROW_FIELDS = (
 )
 
 
+_MESSAGE_ROWS = PreparedRead(
+    lambda ids: Message.objects.filter(pk__in=ids).order_by().values(*MESSAGE_ROW_FIELDS),
+    model=Message,
+    values={"ids": Message._meta.pk},
+)
+
+
 def message_rows(ids: list) -> list[dict]:
     """
     The messages of a timeline page (ids already chosen, and scoped, by the pagination), in
     the order of `ids`, as dicts of MESSAGE_ROW_FIELDS: one query on the primary key.
     """
-    rows = {row["message_id"]: row for row in Message.objects.filter(pk__in=ids).values(*MESSAGE_ROW_FIELDS)}
+    if not ids:
+        return []
+    rows = {row["message_id"]: row for row in _MESSAGE_ROWS.read(values={"ids": ids})}
     return [rows[pk] for pk in ids if pk in rows]
+
+
+_TIMELINE_IDS = PreparedRead(
+    lambda conversation, offset, limit: Message.objects.filter(conversation_id=conversation)
+    .values_list("pk", flat=True)[offset:limit],
+    model=Message,
+    values={"conversation": Conversation._meta.pk},
+)
+
+
+def timeline_ids(*, conversation: Conversation) -> PreparedPages:
+    """
+    A conversation's message ids newest first (Message.Meta.ordering), for a paginator: the
+    page is chosen on the timeline index alone, by a statement compiled once per page shape.
+    """
+    return PreparedPages(_TIMELINE_IDS, conversation=conversation.pk)
 
 
 def message_list_for_conversation(*, conversation: Conversation) -> QuerySet[Message]:

@@ -145,6 +145,29 @@ def _message(row: dict, prefix: str = "") -> dict | None:
     }
 
 
+def message_representation(message: Message) -> dict:
+    """
+    MessageSerializer(message).data, plain JSON types, without building a serializer: the send
+    response and every message event (test_messages pins the two as identical).
+    """
+    sender = message.sender
+    return _message(
+        {
+            "message_id": message.pk,
+            "conversation_id": message.conversation_id,
+            "message_body": message.message_body,
+            "sent_at": message.sent_at,
+            "edited_at": message.edited_at,
+            "is_deleted": message.is_deleted,
+            "parent_message_id": message.parent_message_id,
+            "client_id": message.client_id,
+            "sender__user_id": sender.pk,
+            "sender__first_name": sender.first_name,
+            "sender__last_name": sender.last_name,
+        }
+    )
+
+
 def message_rows_representation(rows: list[dict]) -> list[dict]:
     """
     MessageSerializer's output for value rows (selectors.message_rows): the timelines' fast

@@ -177,6 +177,25 @@ def test_timelines_render_exactly_what_the_message_serializer_gives(conversation
         assert JSONRenderer().render(response.data["results"]) == JSONRenderer().render(want), (url, params)
 
 
+def test_send_responses_and_events_render_exactly_what_the_message_serializer_gives(conversation, alice, bob):
+    """The send response and message events build their JSON without a serializer (a fast path)."""
+    from rest_framework.renderers import JSONRenderer
+
+    from chats.serializers import MessageSerializer, message_representation
+
+    first = conversation.messages.order_by("sent_at").first()
+    send(conversation, bob, "a reply ✓", parent_message_id=first.pk, client_id="retry-1")
+    edited = send(conversation, alice, "to edit")
+    services.message_edit(message=edited, actor=alice, message_body="edited")
+    services.message_delete(message=send(conversation, bob, "to delete"), actor=bob)
+    messages = list(conversation.messages.select_related("sender"))
+    assert len(messages) == 5
+    for message in messages:
+        fast = message_representation(message)
+        assert JSONRenderer().render(fast) == JSONRenderer().render(MessageSerializer(message).data)
+        assert all(value is None or isinstance(value, (str, bool, dict)) for value in fast.values())
+
+
 def test_flat_list_pages_merge_conversations_exactly_as_one_sort_would(alice, client_for):
     """
     The unfiltered flat list takes each page from the most recently active conversations'

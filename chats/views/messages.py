@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from chats import selectors, services
 from chats.filters import MessageFilter
 from chats.models import Conversation, Message
-from chats.pagination import NON_FILTERING_PARAMS, StandardPagination, TimelinePagination
+from chats.pagination import NON_FILTERING_PARAMS, PLAIN_PAGE_PARAMS, StandardPagination, TimelinePagination
 from chats.permissions import conversation_for_participant_or_404
 from chats.schema import (
     CURSOR_ERRORS,
@@ -25,6 +25,7 @@ from chats.serializers import (
     MessageSerializer,
     MessageUpdateSerializer,
     MessageVersionSerializer,
+    message_representation,
     message_rows_representation,
 )
 from chats.throttles import SendRateThrottle
@@ -104,7 +105,7 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
             client_id=data.get("client_id"),
         )
         return Response(
-            MessageSerializer(message).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+            message_representation(message), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
 
     def partial_update(self, request, *args, **kwargs):
@@ -113,7 +114,7 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
         message = services.message_edit(
             message=self.get_object(), actor=request.user, message_body=serializer.validated_data["message_body"]
         )
-        return Response(MessageSerializer(message).data)
+        return Response(message_representation(message))
 
     def destroy(self, request, *args, **kwargs):
         services.message_delete(message=self.get_object(), actor=request.user)
@@ -221,6 +222,14 @@ class ConversationMessageViewSet(_MessageViewSetBase):
         if set(self.request.query_params) <= NON_FILTERING_PARAMS:
             return self.get_conversation().message_count
         return None
+
+    def list(self, request, *args, **kwargs):
+        if set(request.query_params) <= PLAIN_PAGE_PARAMS:
+            # Newest first, unfiltered, by page number: the page's ids on the timeline index,
+            # then their rows, each by a statement compiled once (chats/prepared.py).
+            ids = self.paginate_queryset(selectors.timeline_ids(conversation=self.get_conversation()))
+            return self.get_paginated_response(message_rows_representation(selectors.message_rows(ids)))
+        return super().list(request, *args, **kwargs)
 
     def create(self, request, *args, **kwargs):
         conversation = self.get_conversation()
