@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
-from django.db import connection, connections, router
+from django.db import connection, router
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
@@ -271,19 +271,20 @@ def example_conversation_id(*, user: User):
     return conversations_of(user=user).order_by("-last_activity_at").values_list("pk", flat=True).first()
 
 
+_USER_FIELDS = tuple(field.attname for field in User._meta.concrete_fields)
+_USER_BY_ID = PreparedRead(
+    lambda user: User.objects.order_by().filter(pk=user).values_list(*_USER_FIELDS),
+    model=User,
+    values={"user": User._meta.pk},
+)
+
+
 def user_by_id(user_id) -> User | None:
     """
     The user with this id, or None: the request's user under JWT authentication (every request).
-    One query compiled once per database (no ORDER BY or LIMIT, which `.get()` adds), converted
-    by the ORM like any other (raw()): about half the CPU of `User.objects.get(pk=...)`.
+    One statement compiled once (no ORDER BY or LIMIT, which `.get()` adds), its row made a
+    model instance as the ORM makes them (Model.from_db): a third of the CPU of `.get(pk=...)`.
+    A malformed id raises ValidationError, as the ORM does.
     """
-    alias = router.db_for_read(User)
-    sql = _USER_BY_ID_SQL.get(alias)
-    if sql is None:
-        query = User.objects.using(alias).order_by().filter(pk=uuid.UUID(int=0)).query
-        sql = _USER_BY_ID_SQL[alias] = query.sql_with_params()[0]
-    value = User._meta.pk.get_db_prep_value(user_id, connections[alias])
-    return next(iter(User.objects.raw(sql, [value]).using(alias)), None)
-
-
-_USER_BY_ID_SQL: dict[str, str] = {}
+    rows = _USER_BY_ID.read(values={"user": user_id})
+    return User.from_db(router.db_for_read(User), _USER_FIELDS, rows[0]) if rows else None

@@ -1,8 +1,8 @@
 """
-One log line per request: method, path (without the query string, so no search terms or
-other values reach the logs), status and duration; the log format adds the request id
-that django-guid takes from X-Request-ID (only a canonical UUID, see CanonicalRequestIdMiddleware)
-or makes, and returns in that header.
+Request ids and one log line per request (RequestLogMiddleware): the id is taken from
+X-Request-ID when it is a canonical UUID, else made, returned in that header and written on
+every log line of the request (RequestIdFilter); the line has the method, the path (without
+the query string, so no search terms or other values reach the logs), status and duration.
 Bodies and headers are never logged, so neither are passwords or tokens.
 
 Every log line the app writes goes through SafeLineFormatter (settings.LOGGING): control
@@ -14,6 +14,8 @@ terminal of whoever reads the log. Django escapes its own request warnings the s
 import logging
 import re
 import time
+import uuid
+from contextvars import ContextVar
 
 logger = logging.getLogger("messaging_app.requests")
 
@@ -55,35 +57,41 @@ class SafeLineFormatter(logging.Formatter):
         return _indented(escape_control_characters(super().formatStack(stack_info), keep_newlines=True))
 
 
-# The canonical spelling only: 8-4-4-4-12 lowercase hex digits.
+# The canonical spelling only: 8-4-4-4-12 lowercase hex digits. Any other spelling that
+# uuid.UUID() would parse (braces, `urn:uuid:`, no hyphens, upper case) is replaced by a new id,
+# so what is logged and echoed is always the one form.
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
+# The current request's id: a context variable, so each thread of the pool (and each task on
+# an event loop) has its own.
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
-class CanonicalRequestIdMiddleware:
-    """
-    Runs before django-guid: an X-Request-ID that is not a canonical UUID is dropped, so
-    django-guid makes a new id. (django-guid accepts whatever uuid.UUID() parses: braces,
-    `urn:uuid:`, no hyphens, upper case; each spelling was echoed and logged as sent.)
-    """
 
-    def __init__(self, get_response):
-        self.get_response = get_response
+class RequestIdFilter(logging.Filter):
+    """Puts the current request's id on every record (`%(request_id)s`; None outside a request)."""
 
-    def __call__(self, request):
-        given = request.META.get("HTTP_X_REQUEST_ID")
-        if given is not None and not _CANONICAL_UUID.fullmatch(given):
-            del request.META["HTTP_X_REQUEST_ID"]
-        return self.get_response(request)
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id.get()
+        return True
 
 
 class RequestLogMiddleware:
+    """The request id (taken or made, returned in X-Request-ID) and the request's log line."""
+
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
         started = time.perf_counter()
-        response = self.get_response(request)
-        # The log formatter adds the request id ([%(correlation_id)s]) and escapes control characters.
-        duration_ms = (time.perf_counter() - started) * 1000
-        logger.info("%s %s %s %.1fms", request.method, request.path, response.status_code, duration_ms)
-        return response
+        given = request.META.get("HTTP_X_REQUEST_ID")
+        current = given if given is not None and _CANONICAL_UUID.fullmatch(given) else str(uuid.uuid4())
+        token = request_id.set(current)
+        try:
+            response = self.get_response(request)
+            response["X-Request-ID"] = current
+            duration_ms = (time.perf_counter() - started) * 1000
+            # The log formatter adds the request id and escapes control characters.
+            logger.info("%s %s %s %.1fms", request.method, request.path, response.status_code, duration_ms)
+            return response
+        finally:
+            request_id.reset(token)

@@ -69,7 +69,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "corsheaders",
-    "django_guid",
     "channels",
     "rest_framework",
     # Refresh tokens are rotated and the used ones blacklisted; logout blacklists too.
@@ -83,8 +82,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # /healthz and /readyz answer first: no host check, no HTTPS redirect, no session.
     "messaging_app.health.HealthCheckMiddleware",
-    "messaging_app.request_log.CanonicalRequestIdMiddleware",
-    "django_guid.middleware.guid_middleware",
+    # X-Request-ID (taken when it is a canonical UUID, else made) and the request's log line.
     "messaging_app.request_log.RequestLogMiddleware",
     # Cache-Control: no-store on the API, a Content-Security-Policy on HTML pages.
     "messaging_app.security_headers.SecurityHeadersMiddleware",
@@ -418,22 +416,19 @@ if WS_MAX_SOCKETS_PER_USER < 1:
 CORS_ALLOWED_ORIGINS = env.list("DJANGO_CORS_ALLOWED_ORIGINS", default=[])
 
 # --- Request ids and logging ----------------------------------------------------------
-# X-Request-ID: taken from the request when it is a canonical UUID (lowercase, hyphenated:
-# messaging_app.request_log.CanonicalRequestIdMiddleware), else made; returned in the
-# response and written on every log line of that request.
-DJANGO_GUID = {
-    "GUID_HEADER_NAME": "X-Request-ID", "VALIDATE_GUID": True, "RETURN_HEADER": True, "UUID_FORMAT": "string",
-}
+# X-Request-ID: taken from the request when it is a canonical UUID (lowercase, hyphenated),
+# else made; returned in the response and written on every log line of that request
+# (messaging_app.request_log).
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "django_guid.log_filters.CorrelationId"}},
+    "filters": {"request_id": {"()": "messaging_app.request_log.RequestIdFilter"}},
     "formatters": {
         # Control characters from requests are escaped: one record, one line (request_log.py).
         "plain": {
             "class": "messaging_app.request_log.SafeLineFormatter",
-            "format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s",
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
         },
     },
     "handlers": {
@@ -457,6 +452,5 @@ LOGGING = {
         # daphne's access log under `runserver` (its 5xx lines too) and its start-up chatter.
         "django.channels.server": {"level": "CRITICAL"},
         "daphne.server": {"level": "WARNING"},
-        "django_guid": {"level": "WARNING"},
     },
 }
