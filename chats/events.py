@@ -20,8 +20,8 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from rest_framework.renderers import JSONRenderer
 
-from chats.models import ConversationMembership, Message
-from chats.selectors import conversation_list_for_user
+from chats.models import Message
+from chats.selectors import conversation_list_for_user, member_ids
 from chats.serializers import ConversationSerializer, message_representation
 
 logger = logging.getLogger(__name__)
@@ -97,11 +97,6 @@ def send_to_users(user_ids: Iterable[UUID], payload: dict) -> None:
     _on_layer(send_all)
 
 
-def _member_ids(conversation_id: UUID) -> list[UUID]:
-    members = ConversationMembership.objects.filter(conversation_id=conversation_id)
-    return list(members.values_list("user_id", flat=True))
-
-
 def _after_commit(emit) -> None:
     # robust: a channel layer outage is logged, never turned into a failed request.
     transaction.on_commit(emit, robust=True)
@@ -116,7 +111,7 @@ def message_changed(event_type: str, message: Message) -> None:
             "conversation_id": str(message.conversation_id),
             "message": message_representation(message),
         }
-        send_to_users(_member_ids(message.conversation_id), payload)
+        send_to_users(member_ids(conversation_id=message.conversation_id), payload)
 
     _after_commit(emit)
 
@@ -128,7 +123,7 @@ def conversation_changed(
     recipients = None if recipients is None else list(recipients)
 
     def emit():
-        members = set(_member_ids(conversation_id))
+        members = set(member_ids(conversation_id=conversation_id))
         targets = members if recipients is None else members.intersection(recipients)
         for user_id in targets:
             conversation = conversation_list_for_user(user=user_id).get(pk=conversation_id)

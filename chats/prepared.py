@@ -37,9 +37,10 @@ class PreparedRead:
         self.fields = values
         self.key = f"_prepared_{id(self)}"
 
-    def read(self, *, values: dict, shape: dict | None = None) -> list:
+    def read(self, *, values: dict, shape: dict | None = None, for_write: bool = False) -> list:
+        """The rows; `for_write` reads from the database writes go to (locking reads)."""
         shape = shape or {}
-        alias = router.db_for_read(self.model)
+        alias = (router.db_for_write if for_write else router.db_for_read)(self.model)
         connection = connections[alias]
         lengths = tuple(len(v) if isinstance(v, (list, tuple)) else None for v in values.values())
         shape_key = (tuple(sorted(shape.items())), lengths)

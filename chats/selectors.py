@@ -6,7 +6,8 @@ import uuid
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
-from django.db import connection, router
+from django.db import connection, connections, router
+from django.db.transaction import TransactionManagementError
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
@@ -30,6 +31,43 @@ _CONVERSATION_OF_PARTICIPANT = PreparedRead(
     model=Conversation,
     values={"user": User._meta.pk, "conversation": Conversation._meta.pk},
 )
+
+
+_CONVERSATION_FOR_UPDATE = PreparedRead(
+    lambda conversation: Conversation.objects.select_for_update()
+    .order_by()
+    .filter(pk=conversation)
+    .values_list(*_CONVERSATION_FIELDS),
+    model=Conversation,
+    values={"conversation": Conversation._meta.pk},
+)
+
+
+def conversation_for_update(*, conversation_id) -> Conversation:
+    """
+    The conversation, its row locked until the transaction ends (SELECT ... FOR UPDATE where
+    the database has it): `select_for_update().get(pk=...)`, compiled once. Needs a transaction.
+    """
+    if connections[router.db_for_write(Conversation)].get_autocommit():
+        raise TransactionManagementError("conversation_for_update needs a transaction.")
+    rows = _CONVERSATION_FOR_UPDATE.read(values={"conversation": conversation_id}, for_write=True)
+    if not rows:
+        raise Conversation.DoesNotExist
+    return Conversation.from_db(router.db_for_write(Conversation), _CONVERSATION_FIELDS, rows[0])
+
+
+_MEMBER_IDS = PreparedRead(
+    lambda conversation: ConversationMembership.objects.filter(conversation_id=conversation)
+    .order_by()
+    .values_list("user_id", flat=True),
+    model=ConversationMembership,
+    values={"conversation": Conversation._meta.pk},
+)
+
+
+def member_ids(*, conversation_id) -> list:
+    """The ids of a conversation's participants (unordered), by a statement compiled once."""
+    return _MEMBER_IDS.read(values={"conversation": conversation_id})
 
 
 def conversation_of_participant(*, user: User, conversation_id) -> Conversation | None:

@@ -31,7 +31,7 @@ from django.db.models import F, Q
 from django.http import Http404
 from django.utils import timezone
 
-from chats import events
+from chats import events, selectors
 from chats.models import (
     MAX_INITIAL_MESSAGES,
     MAX_PARTICIPANTS,
@@ -144,7 +144,8 @@ def _direct_key(user_ids: Sequence[UUID]) -> str | None:
 
 
 def _lock(conversation: Conversation) -> Conversation:
-    return Conversation.objects.select_for_update().get(pk=conversation.pk)
+    """The conversation's row, locked until the transaction ends, as it is now (every send takes it)."""
+    return selectors.conversation_for_update(conversation_id=conversation.pk)
 
 
 def _lock_users(user_ids: Sequence[UUID]) -> None:

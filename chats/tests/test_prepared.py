@@ -124,3 +124,31 @@ class TestFastPathsAnswerLikeTheGeneralOnes:
             response = client_for(alice).get(f"/api/conversations/{conversation_id}/messages/")
             assert response.status_code == 404
             assert response.json()["errors"][0]["code"] == "not_found"
+
+
+class TestLockingRead:
+    def test_the_conversation_comes_locked_and_whole_inside_a_transaction(self, alice, bob):
+        from django.db import transaction
+
+        conversation = make_conversation(alice, bob)
+        send(conversation, bob, "hello")
+        with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+            locked = selectors.conversation_for_update(conversation_id=conversation.pk)
+        fresh = Conversation.objects.get(pk=conversation.pk)
+        fields = [f.attname for f in Conversation._meta.concrete_fields]
+        assert [getattr(locked, f) for f in fields] == [getattr(fresh, f) for f in fields]
+        assert not locked._state.adding and locked._state.db == "default"
+        assert ("FOR UPDATE" in queries[0]["sql"]) == connection.features.has_select_for_update
+
+    @pytest.mark.django_db(transaction=True)  # really outside any transaction
+    def test_outside_a_transaction_it_refuses_rather_than_lock_nothing(self, alice, bob):
+        from django.db.transaction import TransactionManagementError
+
+        conversation = make_conversation(alice, bob)
+        with pytest.raises(TransactionManagementError):
+            selectors.conversation_for_update(conversation_id=conversation.pk)
+        with pytest.raises(Conversation.DoesNotExist):
+            from django.db import transaction
+
+            with transaction.atomic():
+                selectors.conversation_for_update(conversation_id=uuid.uuid4())
