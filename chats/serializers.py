@@ -7,6 +7,7 @@ import re
 
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.utils import html
 
@@ -117,15 +118,20 @@ def _person(user_id, first_name, last_name) -> dict:
     return {"user_id": str(user_id), "first_name": first_name, "last_name": last_name}
 
 
-_datetime = serializers.DateTimeField()
+def _time(value, zone) -> str | None:
+    """
+    DRF's DateTimeField output, ISO 8601 in the current time zone (`zone`, looked up once per
+    list by the caller) with UTC as `Z`, without DRF's per-value settings and zone look-ups.
+    """
+    if value is None:
+        return None
+    text = value.astimezone(zone).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def _time(value) -> str | None:
-    return None if value is None else _datetime.to_representation(value)
-
-
-def _message(row: dict, prefix: str = "") -> dict | None:
+def _message(row: dict, prefix: str = "", zone=None) -> dict | None:
     """MessageSerializer's output for the `<prefix>`-named fields of a value row."""
+    zone = zone or timezone.get_current_timezone()
     message_id = row[prefix + "message_id"]
     if message_id is None:
         return None
@@ -137,8 +143,8 @@ def _message(row: dict, prefix: str = "") -> dict | None:
             row[prefix + "sender__user_id"], row[prefix + "sender__first_name"], row[prefix + "sender__last_name"]
         ),
         "message_body": row[prefix + "message_body"],
-        "sent_at": _time(row[prefix + "sent_at"]),
-        "edited_at": _time(row[prefix + "edited_at"]),
+        "sent_at": _time(row[prefix + "sent_at"], zone),
+        "edited_at": _time(row[prefix + "edited_at"], zone),
         "is_deleted": row[prefix + "is_deleted"],
         "parent_message": None if parent is None else str(parent),
         "client_id": row[prefix + "client_id"],
@@ -174,7 +180,8 @@ def message_rows_representation(rows: list[dict]) -> list[dict]:
     path, without a model instance and a serializer per message. Same keys, order and
     formats; test_messages pins the two as identical.
     """
-    return [_message(row) for row in rows]
+    zone = timezone.get_current_timezone()
+    return [_message(row, zone=zone) for row in rows]
 
 
 def conversation_rows_representation(rows, participants: dict) -> list[dict]:
@@ -184,6 +191,7 @@ def conversation_rows_representation(rows, participants: dict) -> list[dict]:
     Same keys, order and formats; test_conversations pins the two as identical.
     """
     out = []
+    zone = timezone.get_current_timezone()
     for row in rows:
         creator = row["created_by__user_id"]
         out.append({
@@ -192,10 +200,10 @@ def conversation_rows_representation(rows, participants: dict) -> list[dict]:
             "created_by": None if creator is None else _person(
                 creator, row["created_by__first_name"], row["created_by__last_name"]
             ),
-            "created_at": _time(row["created_at"]),
-            "last_activity_at": _time(row["last_activity_at"]),
+            "created_at": _time(row["created_at"], zone),
+            "last_activity_at": _time(row["last_activity_at"], zone),
             "message_count": row["message_count"],
-            "last_message": _message(row, "last_message__"),
+            "last_message": _message(row, "last_message__", zone),
             "unread_count": row["unread_count"],
         })
     return out

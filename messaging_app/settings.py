@@ -138,6 +138,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
     DATABASES["default"].setdefault("TEST", {}).update(
         {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
     )
+    # Date-times parsed in C (messaging_app/mysql_conversions.py); the same values.
+    from messaging_app.mysql_conversions import CONVERSIONS
+
+    DATABASES["default"]["OPTIONS"].setdefault("conv", CONVERSIONS)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers take the lock when their transaction starts and wait for each other
     # (up to 20 s) instead of failing with "database is locked" mid-transaction.
