@@ -196,7 +196,7 @@ def conversation_rows_representation(rows, participants: dict) -> list[dict]:
         creator = row["created_by__user_id"]
         out.append({
             "conversation_id": str(row["conversation_id"]),
-            "participants": [_person(*p) for p in participants[row["conversation_id"]]],
+            "participants": [_person(*p) for p in participants[str(row["conversation_id"])]],
             "created_by": None if creator is None else _person(
                 creator, row["created_by__first_name"], row["created_by__last_name"]
             ),
