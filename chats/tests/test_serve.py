@@ -143,6 +143,24 @@ class TestMakeServe:
             assert response.status == 200 and response.read() == b'{"status": "ok"}'
         client.close()
 
+    def test_the_deadline_starts_again_when_a_response_ends(self, served):
+        """A kept-alive connection that sends no next request is closed after the header deadline
+        (before uvicorn's own 5 s keep-alive), counted from the end of the previous response."""
+        _, port = served
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as kept:
+            time.sleep(HEADER_TIMEOUT / 2)  # within the first deadline
+            kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            answered = b""
+            while b'{"status": "ok"}' not in answered:
+                piece = kept.recv(4096)
+                assert piece, answered
+                answered += piece
+            responded = time.monotonic()
+            assert answered.startswith(b"HTTP/1.1 200"), answered
+            assert kept.recv(1024) == b""  # closed by the server
+            closed_after = time.monotonic() - responded
+        assert HEADER_TIMEOUT - 0.5 < closed_after < HEADER_TIMEOUT + 1.5, closed_after
+
     def test_another_interface_is_refused_with_a_published_key(self, tmp_path):
         port = free_port()
         server = make_serve(serve_env(tmp_path, port, GUNICORN_BIND=f"0.0.0.0:{port}", DJANGO_SECRET_KEY=COMPOSE_KEY))
