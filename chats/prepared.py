@@ -15,8 +15,9 @@ Values that change the SQL text itself (LIMIT, OFFSET, ORDER BY, how many ids an
 are part of the shape: each shape is compiled once per connection (at most MAX_SHAPES kept).
 
 `uuids_as_text=True` reads UUID columns as their canonical text (`str(uuid)`) instead of
-`uuid.UUID` objects, for rows that are only rendered: MariaDB and SQLite store them as 32 hex
-digits, and making an object of each to print it again cost a sixth of the inbox's CPU.
+`uuid.UUID` objects, for rows that are only rendered: the databases send them as text (MariaDB's
+UUID type, or 32 hex digits), and making an object of each to print it again cost a sixth of the
+inbox's CPU.
 """
 import uuid
 from collections import OrderedDict
@@ -119,8 +120,11 @@ def uuid_text(value, expression, connection) -> str | None:
     """A UUID column's value as `str(uuid.UUID(...))` would print it: 32 hex digits, or a UUID object."""
     if value is None:
         return None
-    if isinstance(value, str) and len(value) == 32:
-        return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}".lower()
+    if isinstance(value, str):
+        if len(value) == 36:  # MariaDB 10.7+'s UUID type: the canonical form already
+            return value.lower()
+        if len(value) == 32:  # char(32): MySQL, older MariaDB, SQLite
+            return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}".lower()
     return str(value if isinstance(value, uuid.UUID) else uuid.UUID(value))
 
 

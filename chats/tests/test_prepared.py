@@ -152,3 +152,12 @@ class TestLockingRead:
 
             with transaction.atomic():
                 selectors.conversation_for_update(conversation_id=uuid.uuid4())
+
+
+def test_uuid_text_prints_every_form_a_database_sends_as_str_of_the_uuid():
+    from chats.prepared import uuid_text
+
+    value = uuid.uuid4()
+    for sent in (value, str(value), str(value).upper(), value.hex, value.hex.upper()):
+        assert uuid_text(sent, None, None) == str(value), sent
+    assert uuid_text(None, None, None) is None
