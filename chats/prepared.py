@@ -28,6 +28,11 @@ from django.db.models import Field, QuerySet
 MAX_SHAPES = 64
 
 
+def attnames(model) -> tuple[str, ...]:
+    """The columns a model instance is made from, in Model.from_db's order."""
+    return tuple(field.attname for field in model._meta.concrete_fields)
+
+
 class PreparedRead:
     """
     `PreparedRead(build, model=M, values={"user": User._meta.pk})` where
@@ -46,7 +51,7 @@ class PreparedRead:
     def read(self, *, values: dict, shape: dict | None = None, for_write: bool = False) -> list:
         """The rows; `for_write` reads from the database writes go to (locking reads)."""
         shape = shape or {}
-        alias = (router.db_for_write if for_write else router.db_for_read)(self.model)
+        alias = self._alias(for_write)
         connection = connections[alias]
         lengths = tuple(len(v) if isinstance(v, (list, tuple)) else None for v in values.values())
         shape_key = (tuple(sorted(shape.items())), lengths)
@@ -72,6 +77,19 @@ class PreparedRead:
         if names == ():  # values_list(flat=True)
             return [row[0] for row in rows]
         return [dict(zip(names, row)) for row in rows]
+
+    def instance(self, *, values: dict, for_write: bool = False):
+        """
+        The model instance of the first row, made as the ORM makes them (Model.from_db), or None:
+        for a statement that selects `attnames(model)` (`.values_list(*attnames(model))`).
+        """
+        rows = self.read(values=values, for_write=for_write)
+        if not rows:
+            return None
+        return self.model.from_db(self._alias(for_write), attnames(self.model), rows[0])
+
+    def _alias(self, for_write: bool) -> str:
+        return (router.db_for_write if for_write else router.db_for_read)(self.model)
 
     def _compile(self, alias: str, values: dict, shape: dict):
         connection = connections[alias]

@@ -12,7 +12,7 @@ from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum, Val
 from django.db.models.functions import Coalesce
 
 from chats.models import Conversation, ConversationMembership, Message, MessageEdit, User
-from chats.prepared import PreparedPages, PreparedRead
+from chats.prepared import PreparedPages, PreparedRead, attnames
 
 
 def _conversation_ids_of(user: User) -> QuerySet:
@@ -25,9 +25,8 @@ def conversations_of(*, user: User) -> QuerySet[Conversation]:
     return Conversation.objects.filter(pk__in=_conversation_ids_of(user))
 
 
-_CONVERSATION_FIELDS = tuple(field.attname for field in Conversation._meta.concrete_fields)
 _CONVERSATION_OF_PARTICIPANT = PreparedRead(
-    lambda user, conversation: conversations_of(user=user).filter(pk=conversation).values_list(*_CONVERSATION_FIELDS),
+    lambda user, conversation: conversations_of(user=user).filter(pk=conversation).values_list(*attnames(Conversation)),
     model=Conversation,
     values={"user": User._meta.pk, "conversation": Conversation._meta.pk},
 )
@@ -37,7 +36,7 @@ _CONVERSATION_FOR_UPDATE = PreparedRead(
     lambda conversation: Conversation.objects.select_for_update()
     .order_by()
     .filter(pk=conversation)
-    .values_list(*_CONVERSATION_FIELDS),
+    .values_list(*attnames(Conversation)),
     model=Conversation,
     values={"conversation": Conversation._meta.pk},
 )
@@ -50,10 +49,10 @@ def conversation_for_update(*, conversation_id) -> Conversation:
     """
     if connections[router.db_for_write(Conversation)].get_autocommit():
         raise TransactionManagementError("conversation_for_update needs a transaction.")
-    rows = _CONVERSATION_FOR_UPDATE.read(values={"conversation": conversation_id}, for_write=True)
-    if not rows:
+    conversation = _CONVERSATION_FOR_UPDATE.instance(values={"conversation": conversation_id}, for_write=True)
+    if conversation is None:
         raise Conversation.DoesNotExist
-    return Conversation.from_db(router.db_for_write(Conversation), _CONVERSATION_FIELDS, rows[0])
+    return conversation
 
 
 _MEMBER_IDS = PreparedRead(
@@ -76,10 +75,7 @@ def conversation_of_participant(*, user: User, conversation_id) -> Conversation 
         conversation_id = uuid.UUID(str(conversation_id))
     except ValueError:
         return None
-    rows = _CONVERSATION_OF_PARTICIPANT.read(values={"user": user.pk, "conversation": conversation_id})
-    if not rows:
-        return None
-    return Conversation.from_db(router.db_for_read(Conversation), _CONVERSATION_FIELDS, rows[0])
+    return _CONVERSATION_OF_PARTICIPANT.instance(values={"user": user.pk, "conversation": conversation_id})
 
 
 def conversation_list_for_user(*, user: User) -> QuerySet[Conversation]:
@@ -339,9 +335,8 @@ def example_conversation_id(*, user: User):
     return conversations_of(user=user).order_by("-last_activity_at").values_list("pk", flat=True).first()
 
 
-_USER_FIELDS = tuple(field.attname for field in User._meta.concrete_fields)
 _USER_BY_ID = PreparedRead(
-    lambda user: User.objects.order_by().filter(pk=user).values_list(*_USER_FIELDS),
+    lambda user: User.objects.order_by().filter(pk=user).values_list(*attnames(User)),
     model=User,
     values={"user": User._meta.pk},
 )
@@ -354,5 +349,4 @@ def user_by_id(user_id) -> User | None:
     model instance as the ORM makes them (Model.from_db): a third of the CPU of `.get(pk=...)`.
     A malformed id raises ValidationError, as the ORM does.
     """
-    rows = _USER_BY_ID.read(values={"user": user_id})
-    return User.from_db(router.db_for_read(User), _USER_FIELDS, rows[0]) if rows else None
+    return _USER_BY_ID.instance(values={"user": user_id})
