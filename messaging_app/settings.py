@@ -138,10 +138,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
     DATABASES["default"].setdefault("TEST", {}).update(
         {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
     )
-    # Date-times parsed in C (messaging_app/mysql_conversions.py); the same values.
-    from messaging_app.mysql_conversions import CONVERSIONS
-
-    DATABASES["default"]["OPTIONS"].setdefault("conv", CONVERSIONS)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers take the lock when their transaction starts and wait for each other
     # (up to 20 s) instead of failing with "database is locked" mid-transaction.
@@ -151,11 +147,20 @@ else:
     # connection after 5 s, answered with 503, instead of holding the request (and /readyz)
     # forever. `?connect_timeout=` in DATABASE_URL overrides it.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+# MySQL/MariaDB and PostgreSQL through Django's backends with small changes (messaging_app/db): a
+# connection that answered less than DB_HEALTH_CHECK_BYPASS seconds ago is not pinged again, and
+# MySQL's date-times are parsed (and made aware) in C by the driver.
+DATABASES["default"]["ENGINE"] = {
+    "django.db.backends.mysql": "messaging_app.db.mysql",
+    "django.db.backends.postgresql": "messaging_app.db.postgresql",
+}.get(DATABASES["default"]["ENGINE"], DATABASES["default"]["ENGINE"])
 # Persistent: HTTP requests run on a fixed pool of threads per process (messaging_app/wsgi_pool.py),
-# each keeping its connection across requests; 0 opens one per request.
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
-# Reused connections are checked before each request, so service resumes by itself
-# after a database restart.
+# each keeping its connection for as long as it works (unset: no age limit); N renews it after N
+# seconds; 0 opens one per request.
+_conn_max_age = env.str("DJANGO_CONN_MAX_AGE", default="")
+DATABASES["default"]["CONN_MAX_AGE"] = int(_conn_max_age) if _conn_max_age.strip() else None
+# Reused connections are checked before each request (unless they answered moments ago), so
+# service resumes by itself after a database restart.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 # Shared cache: throttling and password-guess counters. Redis when configured (one connection
