@@ -18,8 +18,12 @@ _clients: dict[tuple, object] = {}
 _clients_lock = threading.Lock()
 
 
-# One round trip, atomic: the counter of a window, made to expire with the window.
-INCR_WINDOW = "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
+# One round trip, atomic: add ARGV[2] to the counter of a window, made to expire with the window
+# (ARGV[1] seconds) by the call that created it.
+INCR_WINDOW = (
+    "local n = redis.call('INCRBY', KEYS[1], ARGV[2]) "
+    "if n == tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
+)
 
 
 class SharedRedisCacheClient(RedisCacheClient):
@@ -50,10 +54,10 @@ class SharedPoolRedisCache(RedisCache):
         super().__init__(server, params)
         self._class = SharedRedisCacheClient
 
-    def incr_window(self, key: str, seconds: int) -> int:
-        """Add one to a counter that lives `seconds` from its creation; one round trip (chats.throttles)."""
+    def incr_window(self, key: str, seconds: int, amount: int = 1) -> int:
+        """Add `amount` to a counter that lives `seconds` from its creation; one round trip (chats.throttles)."""
         key = self.make_and_validate_key(key)
-        return self._cache.get_client(key, write=True).incr_window(keys=[key], args=[seconds])
+        return self._cache.get_client(key, write=True).incr_window(keys=[key], args=[seconds, amount])
 
     @cached_property
     def _cache(self):

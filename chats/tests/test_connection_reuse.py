@@ -106,11 +106,12 @@ def command_calls(client: redis.Redis) -> dict[str, int]:
     return {name: stats["calls"] for name, stats in client.info("commandstats").items()}
 
 
-def test_the_throttle_costs_one_counter_increment_per_request(private_redis, production_server):
+def test_the_throttle_costs_one_counter_increment_per_block_of_requests(private_redis, production_server):
     """
-    Each authenticated request counts against its user's rate with one script call (INCR, and
-    EXPIRE when it opened the window's counter): no read of a stored list of request times, which
-    DRF's throttles GET and SET whole on every request (up to 1,200 timestamps at the user rate).
+    Authenticated requests count against their user's rate (1,200 a minute in production) with
+    one script call (INCRBY, and EXPIRE when it opened the window's counter) per block of 12
+    numbers the worker reserves (chats.throttles): no read of a stored list of request times,
+    which DRF's throttles GET and SET whole on every request.
     """
     token = register(production_server, "Counted")["token"]
     api(production_server, "GET", "/api/ping/", token=token, expect=200)
@@ -120,11 +121,12 @@ def test_the_throttle_costs_one_counter_increment_per_request(private_redis, pro
     after = command_calls(private_redis.client)
     calls = {name: after.get(name, 0) - before.get(name, 0) for name in after}
     calls["cmdstat_info"] -= 1  # our own reading
-    assert calls.get("cmdstat_evalsha") == REQUESTS
-    assert calls.get("cmdstat_incr") == REQUESTS
+    blocks = REQUESTS // 12 + 1  # the window may turn during the run: one more block
+    assert REQUESTS // 12 <= calls.get("cmdstat_evalsha", 0) <= blocks
+    assert calls.get("cmdstat_incrby") == calls.get("cmdstat_evalsha")
     assert calls.get("cmdstat_expire", 0) <= 2  # once per window opened (a minute: at most one boundary)
     others = {name: count for name, count in calls.items()
-              if count and name not in ("cmdstat_evalsha", "cmdstat_incr", "cmdstat_expire")}
+              if count and name not in ("cmdstat_evalsha", "cmdstat_incrby", "cmdstat_expire")}
     assert others == {}
     counters = [key for key in private_redis.client.scan_iter("*throttle_user*")]
     assert counters and all(private_redis.client.get(key).isdigit() for key in counters)
