@@ -4,6 +4,7 @@ input serializers check shape and limits and hand plain values to services.
 Names are unique because drf-spectacular turns them into schema components.
 """
 import re
+from datetime import timezone as dt_timezone
 
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -121,17 +122,25 @@ def _person(user_id, first_name, last_name) -> dict:
 def _time(value, zone) -> str | None:
     """
     DRF's DateTimeField output, ISO 8601 in the current time zone (`zone`, looked up once per
-    list by the caller) with UTC as `Z`, without DRF's per-value settings and zone look-ups.
+    list by the caller: _zone()) with UTC as `Z`, without DRF's per-value settings and zone look-ups.
     """
     if value is None:
         return None
-    text = value.astimezone(zone).isoformat()
+    if value.tzinfo is not zone:  # the databases' date-times are in UTC already: no conversion
+        value = value.astimezone(zone)
+    text = value.isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _zone():
+    """The current time zone for _time; UTC as `datetime.timezone.utc`, the tzinfo of the databases' values."""
+    zone = timezone.get_current_timezone()
+    return dt_timezone.utc if getattr(zone, "key", None) == "UTC" else zone
 
 
 def _message(row: dict, prefix: str = "", zone=None) -> dict | None:
     """MessageSerializer's output for the `<prefix>`-named fields of a value row."""
-    zone = zone or timezone.get_current_timezone()
+    zone = zone or _zone()
     message_id = row[prefix + "message_id"]
     if message_id is None:
         return None
@@ -180,7 +189,7 @@ def message_rows_representation(rows: list[dict]) -> list[dict]:
     path, without a model instance and a serializer per message. Same keys, order and
     formats; test_messages pins the two as identical.
     """
-    zone = timezone.get_current_timezone()
+    zone = _zone()
     return [_message(row, zone=zone) for row in rows]
 
 
@@ -191,7 +200,7 @@ def conversation_rows_representation(rows, participants: dict) -> list[dict]:
     Same keys, order and formats; test_conversations pins the two as identical.
     """
     out = []
-    zone = timezone.get_current_timezone()
+    zone = _zone()
     for row in rows:
         creator = row["created_by__user_id"]
         out.append({
