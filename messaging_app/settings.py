@@ -267,6 +267,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # DRF's two, JSON encoded in C (messaging_app/renderers.py: the same bytes).
+    "DEFAULT_RENDERER_CLASSES": [
+        "messaging_app.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
     "DEFAULT_PARSER_CLASSES": [
         "messaging_app.parsers.BoundedJSONParser",
         # The browsable API posts HTML forms.
