@@ -7,7 +7,13 @@ JWT>} as its first frame, takes one of its user's WS_MAX_SOCKETS_PER_USER slots
 (chats/socket_slots.py), then joins its user's group and receives every event
 of every conversation the user is in (see chats/events.py), until the user's
 credentials are revoked (events.credentials_revoked). Clients may send `typing`
-(rate-limited, never stored) and `ping`.
+(rate-limited, never stored), `ping`, and `resume` (replay what they missed).
+
+Every event frame carries the `event_id` of the user's stream (chats/stream.py): numbered 1, 2,
+3... with no gap. The socket keeps the last one it sent, so it sends none twice and, when a live
+event arrives with a gap before it (a delivery the channel layer lost, or one still on its way
+from another process), sends the missing ones from the stream first: the client sees every
+event once, in order. `resume` starts that from the client's own cursor.
 """
 import asyncio
 import time
@@ -23,7 +29,7 @@ from django.utils.http import is_same_domain
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
-from chats import socket_slots
+from chats import socket_slots, stream
 from chats.events import as_plain_json, user_group
 from chats.models import ConversationMembership, User
 from chats.serializers import UserSummarySerializer
@@ -43,6 +49,8 @@ TYPING_INTERVAL = 3.0  # seconds between typing events per conversation per sock
 # within TYPING_FLOOD_WINDOW seconds before the socket is closed with 4429.
 TYPING_DROPS_BEFORE_CLOSE = 50
 TYPING_FLOOD_WINDOW = 10.0
+# Events read from the stream per query when catching up.
+CATCH_UP_BATCH = 100
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
@@ -56,6 +64,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.typing_drops: deque[float] = deque()
         self.auth_deadline = None
         self.keep_alive = None
+        # The event_id of the last event this socket sent (or the stream's position when it
+        # authenticated): the next one it sends is position + 1.
+        self.position = 0
         await self.accept()
         session_user = self.scope.get("user")
         if session_user is not None and session_user.is_authenticated and self._origin_allowed():
@@ -128,9 +139,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_TOO_MANY_SOCKETS)
             return
         self.user, self.login_id = user, login_id
+        # In the group first, then the position: an event committed in between comes live, or
+        # is before the position (and in whatever state the client loads next).
         await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
+        self.position = await database_sync_to_async(stream.position)(user.pk)
         self.keep_alive = asyncio.create_task(self._keep_alive())
-        await self.send_json({"type": "auth.ok", "user_id": str(user.pk)})
+        await self.send_json({"type": "auth.ok", "user_id": str(user.pk), "last_event_id": self.position})
 
     async def _keep_alive(self):
         """Renews the socket's slot, so it does not lapse, and its group membership, so it does not expire."""
@@ -172,6 +186,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self._typing(content.get("conversation_id"))
         elif kind == "ping":
             await self.send_json({"type": "pong"})
+        elif kind == "resume":
+            await self._resume(content.get("since"))
         elif kind == "auth":
             await self._error("already_authenticated", "This socket is already authenticated.")
         else:
@@ -234,9 +250,68 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return None
         return members - {self.user.pk}
 
+    async def _resume(self, since):
+        """Every event after `since`, in order, then live ones: no gap, no duplicate at the seam."""
+        if not isinstance(since, int) or isinstance(since, bool) or since < 0:
+            await self._error("invalid", '"since" must be an event_id: an integer, 0 or more.')
+            return
+        try:
+            await database_sync_to_async(stream.check_cursor)(self.user.pk, since)
+        except stream.CursorAhead as exc:
+            await self._error("cursor_ahead", str(exc))
+            return
+        except stream.CursorExpired:
+            await self._cursor_expired()
+            return
+        self.position = since
+        await self._catch_up()
+        await self.send_json({"type": "resumed", "last_event_id": self.position})
+
+    async def _catch_up(self):
+        """Send, from the stream, every event after self.position that has committed."""
+        while True:
+            try:
+                frames = await database_sync_to_async(self._events_after)(self.position)
+            except stream.CursorExpired:
+                await self._cursor_expired()
+                return
+            for frame in frames:
+                await self.send_json(frame)
+                self.position = frame["event_id"]
+            if len(frames) < CATCH_UP_BATCH:
+                return
+
+    def _events_after(self, since: int) -> list[dict]:
+        now_at = stream.check_cursor(self.user.pk, since)
+        return stream.after(self.user.pk, since, CATCH_UP_BATCH, until=now_at)
+
+    async def _cursor_expired(self):
+        """The events after the cursor are gone: the client reloads over REST; live events go on from now."""
+        self.position = await database_sync_to_async(stream.position)(self.user.pk)
+        await self.send_json({
+            "type": "error",
+            "code": "cursor_expired",
+            "detail": "The events after this cursor are no longer kept: reload your state over REST.",
+            "last_event_id": self.position,
+        })
+
     # --- events from the channel layer ---------------------------------------------------
+    # Channels hands a consumer one message at a time (these and the client's frames), so
+    # self.position never changes under a handler's feet.
     async def chat_event(self, event):
-        await self.send_json(event["payload"])
+        frame = event["payload"]
+        event_id = frame.get("event_id")
+        if event_id is None:  # ephemeral (typing): not part of the stream
+            await self.send_json(frame)
+            return
+        if event_id <= self.position:  # sent already, by a catch-up
+            return
+        if event_id > self.position + 1:  # something before it is missing here: the stream has it
+            await self._catch_up()
+            if event_id <= self.position:
+                return
+        await self.send_json(frame)
+        self.position = event_id
 
     async def credentials_revoked(self, event):
         """Password changed, account deactivated or deleted (login_id None), or this login logged out."""

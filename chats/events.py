@@ -1,18 +1,21 @@
 """
-Real-time events. Services call these while they write; each schedules its
-delivery for after the transaction commits (nothing is sent for a rollback),
-works out the recipients then (the participants at that moment, so someone
-removed gets nothing more), and hands one frame per recipient to the channel
-layer group of that user ("user.<hex id>"), which every socket of theirs joins.
+Real-time events. Services call these while they write (see `atomic` below): the
+events are recorded in each recipient's stream (chats/stream.py: numbered with
+`event_id`, stored in the same transaction), then, after commit, handed to the
+channel layer group of each recipient ("user.<hex id>"), which every socket of
+theirs joins.
 
-Frames have the shapes the REST API returns: {"type", "conversation_id", ...}.
-Delivery is best effort (robust on_commit): the database stays the source of
-truth, and clients catch up with the REST timeline (?after=<message_id>).
+Frames have the shapes the REST API returns: {"type", "conversation_id", ...,
+"event_id"}. Live delivery may still fail (a channel layer outage, a full
+queue): the stream has every event, and sockets and clients catch up from it
+(chats/consumers.py; GET /api/events/?since=).
 """
 import asyncio
+import functools
 import json
 import logging
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from uuid import UUID
 
 from asgiref.sync import async_to_sync
@@ -20,6 +23,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from rest_framework.renderers import JSONRenderer
 
+from chats import stream
 from chats.models import Message
 from chats.selectors import conversation_list_for_user, member_ids
 from chats.serializers import ConversationSerializer, message_representation
@@ -86,34 +90,84 @@ def _in_loop(loop) -> bool:
         return False
 
 
-def send_to_users(user_ids: Iterable[UUID], payload: dict) -> None:
-    layer = get_channel_layer()
-    message = {"type": "chat.event", "payload": payload}
-    user_ids = list(user_ids)
+# --- events of the user streams (chats/stream.py) ----------------------------------------
+#
+# A service that changes something people see emits events by calling the functions below
+# inside its transaction. Each call leaves an intent; at the end of the service (`atomic`),
+# still inside its transaction, the intents become frames (the state as it will commit, the
+# recipients as they are then: the participants at that moment), which are numbered and stored
+# in each recipient's stream, then delivered to their sockets once the transaction commits.
+# Nothing is announced that did not commit, and nothing commits without its events.
 
-    async def send_all():  # all recipients in one go, sends concurrent
-        await asyncio.gather(*(layer.group_send(user_group(user_id), message) for user_id in user_ids))
+_collecting = threading.local()
+
+
+def atomic(service):
+    """transaction.atomic for a service that emits events: they are recorded at its end, in its transaction."""
+
+    @functools.wraps(service)
+    def wrapper(*args, **kwargs):
+        if getattr(_collecting, "intents", None) is not None:  # called by another service: its end records
+            with transaction.atomic():
+                return service(*args, **kwargs)
+        with transaction.atomic():
+            _collecting.intents = intents = []
+            try:
+                result = service(*args, **kwargs)
+            finally:
+                _collecting.intents = None
+            _record(intents)
+        return result
+
+    return wrapper
+
+
+def _emit(intent: Callable[[], Iterable[tuple[UUID, dict]]]) -> None:
+    intents = getattr(_collecting, "intents", None)
+    if intents is not None:
+        intents.append(intent)
+    else:  # not inside an events.atomic service: recorded now, in a transaction of its own if need be
+        with transaction.atomic():
+            _record([intent])
+
+
+def _record(intents: list) -> None:
+    numbered = stream.record(frame for intent in intents for frame in intent())
+    if numbered:
+        # robust: a channel layer outage is logged, never turned into a failed request; the
+        # stream has the events, and sockets catch up from it.
+        transaction.on_commit(lambda: deliver(numbered), robust=True)
+
+
+def deliver(numbered: list[tuple[UUID, dict]]) -> None:
+    """Numbered frames to their recipients' sockets, each recipient's in order."""
+    layer = get_channel_layer()
+    by_user: dict[UUID, list[dict]] = {}
+    for user_id, frame in numbered:
+        by_user.setdefault(user_id, []).append(frame)
+
+    async def send_all():  # recipients concurrently, each one's frames in order
+        async def to(user_id, frames):
+            for frame in frames:
+                await layer.group_send(user_group(user_id), {"type": "chat.event", "payload": frame})
+
+        await asyncio.gather(*(to(user_id, frames) for user_id, frames in by_user.items()))
 
     _on_layer(send_all)
-
-
-def _after_commit(emit) -> None:
-    # robust: a channel layer outage is logged, never turned into a failed request.
-    transaction.on_commit(emit, robust=True)
 
 
 def message_changed(event_type: str, message: Message) -> None:
     """message.created / message.updated / message.deleted, to every participant."""
 
-    def emit():  # the message as committed: the caller does not change it after this call
+    def frames():  # the message as it will commit: the caller's service does not change it afterwards
         payload = {
             "type": event_type,
             "conversation_id": str(message.conversation_id),
             "message": message_representation(message),
         }
-        send_to_users(member_ids(conversation_id=message.conversation_id), payload)
+        return [(user_id, payload) for user_id in member_ids(conversation_id=message.conversation_id)]
 
-    _after_commit(emit)
+    _emit(frames)
 
 
 def conversation_changed(
@@ -122,46 +176,43 @@ def conversation_changed(
     """conversation.created / conversation.updated, each recipient seeing their own unread_count."""
     recipients = None if recipients is None else list(recipients)
 
-    def emit():
-        members = set(member_ids(conversation_id=conversation_id))
-        targets = members if recipients is None else members.intersection(recipients)
+    def frames():
+        members = member_ids(conversation_id=conversation_id)
+        targets = members if recipients is None else [user_id for user_id in members if user_id in set(recipients)]
+        result = []
         for user_id in targets:
-            conversation = conversation_list_for_user(user=user_id).get(pk=conversation_id)
-            payload = {
-                "type": event_type,
-                "conversation_id": str(conversation_id),
-                "conversation": as_plain_json(ConversationSerializer(conversation).data),
-            }
-            send_to_users([user_id], payload)
+            conversation = conversation_list_for_user(user=user_id).filter(pk=conversation_id).first()
+            if conversation is not None:
+                result.append((user_id, {
+                    "type": event_type,
+                    "conversation_id": str(conversation_id),
+                    "conversation": as_plain_json(ConversationSerializer(conversation).data),
+                }))
+        return result
 
-    _after_commit(emit)
+    _emit(frames)
 
 
 def conversation_removed(conversation_id: UUID, user_id: UUID) -> None:
     """Tells the removed person's sockets to drop the conversation (and nothing else)."""
-    _after_commit(
-        lambda: send_to_users([user_id], {"type": "conversation.removed", "conversation_id": str(conversation_id)})
-    )
+    _emit(lambda: [(user_id, {"type": "conversation.removed", "conversation_id": str(conversation_id)})])
 
 
 def conversation_read(conversation_id: UUID, user_id: UUID) -> None:
     """The reader's new read state, to their own sockets (other devices stay in step)."""
 
-    def emit():
+    def frames():
         conversation = conversation_list_for_user(user=user_id).filter(pk=conversation_id).first()
         if conversation is None:
-            return
-        payload = as_plain_json(
-            {
-                "type": "conversation.read",
-                "conversation_id": conversation_id,
-                "last_read_at": conversation.my_last_read_at,
-                "unread_count": conversation.unread_count,
-            }
-        )
-        send_to_users([user_id], payload)
+            return []
+        return [(user_id, as_plain_json({
+            "type": "conversation.read",
+            "conversation_id": conversation_id,
+            "last_read_at": conversation.my_last_read_at,
+            "unread_count": conversation.unread_count,
+        }))]
 
-    _after_commit(emit)
+    _emit(frames)
 
 
 def credentials_revoked(user_id: UUID, *, login_id: str | None = None) -> None:
@@ -175,4 +226,4 @@ def credentials_revoked(user_id: UUID, *, login_id: str | None = None) -> None:
     async def revoke():
         await get_channel_layer().group_send(user_group(user_id), message)
 
-    _after_commit(lambda: _on_layer(revoke))
+    transaction.on_commit(lambda: _on_layer(revoke), robust=True)

@@ -242,3 +242,34 @@ class MessageEdit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_id} before {self.replaced_at:%Y-%m-%d %H:%M}"
+
+
+class EventStream(models.Model):
+    """
+    Where a user's event stream stands: the `event_id` of their latest event. Its row is locked
+    while a transaction records events for the user (chats/stream.py), so a user's events are
+    numbered 1, 2, 3... with no gap, in the order their transactions commit.
+    """
+
+    user = models.OneToOneField(User, primary_key=True, on_delete=models.CASCADE, related_name="event_stream")
+    last_event_id = models.PositiveBigIntegerField(default=0)
+
+
+class Event(models.Model):
+    """
+    One event of one user's stream: the frame their sockets were sent, `event_id` included,
+    recorded in the transaction of the change it describes. Kept EVENTS_RETENTION_DAYS.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+", db_index=False)
+    event_id = models.PositiveBigIntegerField()
+    frame = models.JSONField()
+    # Pruning (manage.py prune_events) deletes by age.
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [
+            # Replay and resume: a user's events after a given event_id, in order.
+            models.UniqueConstraint(fields=["user", "event_id"], name="event_user_event_id_uniq"),
+        ]

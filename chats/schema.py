@@ -69,6 +69,12 @@ class ErrorCode503Enum(models.TextChoices):
     SERVICE_UNAVAILABLE = "service_unavailable"
 
 
+class ErrorCode410Enum(models.TextChoices):
+    """GET /api/events/: the events after `since` are no longer kept."""
+
+    CURSOR_EXPIRED = "cursor_expired"
+
+
 def _error_response_serializer(name: str, error_type: type[models.TextChoices], codes: type[models.TextChoices]):
     """`{"type", "errors": [{"code", "detail", "attr": null}]}` with these codes, as component `name`."""
 
@@ -94,6 +100,7 @@ def _error_response_serializer(name: str, error_type: type[models.TextChoices], 
 ErrorResponse401Serializer = _error_response_serializer("ErrorResponse401", ClientErrorEnum, ErrorCode401Enum)
 ErrorResponse413Serializer = _error_response_serializer("ErrorResponse413", ClientErrorEnum, ErrorCode413Enum)
 ErrorResponse503Serializer = _error_response_serializer("ErrorResponse503", ServerErrorEnum, ErrorCode503Enum)
+ErrorResponse410Serializer = _error_response_serializer("ErrorResponse410", ClientErrorEnum, ErrorCode410Enum)
 # The token endpoints authenticate nobody: their 401s are about the credentials or token sent.
 TokenObtainErrorResponse401Serializer = _error_response_serializer(
     "TokenObtainErrorResponse401", ClientErrorEnum, TokenObtainErrorCode401Enum

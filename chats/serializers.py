@@ -446,3 +446,20 @@ class TokenPairResponseSerializer(serializers.Serializer):
 class PingSerializer(serializers.Serializer):
     status = serializers.CharField(read_only=True)
     user_id = serializers.UUIDField(read_only=True)
+
+
+class EventsQuerySerializer(serializers.Serializer):
+    since = serializers.IntegerField(
+        required=False, min_value=0, max_value=2**63 - 1,
+        help_text="The `event_id` of the last event you have: every later one is returned. Leave it out "
+        "to learn where your stream stands (`last_event_id`) without any event.",
+    )
+
+
+class EventPageSerializer(serializers.Serializer):
+    results = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Your events after `since`, oldest first, as the socket sends them (each with its `event_id`).",
+    )
+    next = serializers.URLField(allow_null=True, help_text="The next page (`since` = the last event here), or null.")
+    last_event_id = serializers.IntegerField(help_text="Where your stream stands: the `event_id` of your latest event.")

@@ -153,7 +153,7 @@ def _lock_users(user_ids: Sequence[UUID]) -> None:
     list(User.objects.select_for_update().filter(pk__in=user_ids).order_by("pk").values_list("pk", flat=True))
 
 
-@transaction.atomic
+@events.atomic
 def conversation_create(
     *, creator: User, participant_ids: Sequence[UUID], message_bodies: Sequence[str] = ()
 ) -> tuple[Conversation, bool]:
@@ -229,7 +229,7 @@ def _conversation_insert(
     return conversation
 
 
-@transaction.atomic
+@events.atomic
 def conversation_add_participant(*, conversation: Conversation, actor: User, user_id: UUID) -> bool:
     """
     Any participant may add an active user. Returns False if they were already in.
@@ -254,7 +254,7 @@ def conversation_add_participant(*, conversation: Conversation, actor: User, use
     return True
 
 
-@transaction.atomic
+@events.atomic
 def conversation_remove_participant(*, conversation: Conversation, actor: User, user_id: UUID) -> None:
     """A participant may leave; the conversation's creator may remove others."""
     locked = _lock(conversation)
@@ -268,7 +268,7 @@ def conversation_remove_participant(*, conversation: Conversation, actor: User, 
     events.conversation_changed("conversation.updated", locked.pk)
 
 
-@transaction.atomic
+@events.atomic
 def conversation_delete(*, conversation: Conversation) -> None:
     """
     Staff only (the admin): the conversation goes with its memberships, messages and
@@ -282,7 +282,7 @@ def conversation_delete(*, conversation: Conversation) -> None:
         events.conversation_removed(conversation_id, user_id)
 
 
-@transaction.atomic
+@events.atomic
 def user_delete(*, user: User) -> None:
     """
     Staff only (the admin). Someone who sent messages cannot be deleted (the timelines keep
@@ -300,7 +300,7 @@ def user_delete(*, user: User) -> None:
     user.delete()
 
 
-@transaction.atomic
+@events.atomic
 def conversation_mark_read(
     *, conversation: Conversation, user: User, message: Message | None = None
 ) -> None:
@@ -325,7 +325,7 @@ def conversation_mark_read(
     events.conversation_read(locked.pk, user.pk)
 
 
-@transaction.atomic
+@events.atomic
 def message_send(
     *,
     conversation: Conversation,
@@ -403,9 +403,13 @@ def _check_sender(message: Message, actor: User, verb: str) -> None:
     message.sender = actor  # the same row: events and callers serialise it without a query
 
 
-@transaction.atomic
+@events.atomic
 def message_edit(*, message: Message, actor: User, message_body: str) -> Message:
     """The sender replaces the text; the previous text goes to the history."""
+    # Lock order: conversation, then message. Every change that emits an event about a
+    # conversation holds its lock, so the state an event shows (a conversation's last message,
+    # counts) never misses a change whose event comes earlier in anyone's stream.
+    _lock(message.conversation)
     locked = Message.objects.select_for_update().get(pk=message.pk)
     _check_sender(locked, actor, "edit")
     if locked.is_deleted:
@@ -422,7 +426,7 @@ def message_edit(*, message: Message, actor: User, message_body: str) -> Message
     return locked
 
 
-@transaction.atomic
+@events.atomic
 def message_delete(*, message: Message, actor: User) -> Message:
     """The sender deletes: a tombstone stays in the timeline; text and history go."""
     _lock(message.conversation)  # lock order: conversation, then message

@@ -26,4 +26,7 @@ conversation_router.register(
     "messages", views.ConversationMessageViewSet, basename="conversation-message"
 )
 
-urlpatterns = [path("ping/", views.ping, name="ping")] + router.urls + conversation_router.urls
+urlpatterns = [
+    path("ping/", views.ping, name="ping"),
+    path("events/", views.EventsView.as_view(), name="events"),
+] + router.urls + conversation_router.urls

@@ -31,6 +31,12 @@ class ServiceUnavailable(exceptions.APIException):
     default_code = "service_unavailable"
 
 
+class CursorExpired(exceptions.APIException):
+    status_code = 410
+    default_detail = "The events after this cursor are no longer kept: reload your state over REST."
+    default_code = "cursor_expired"
+
+
 class RequestTooLarge(exceptions.APIException):
     status_code = 413
     default_detail = "The request body is too large."

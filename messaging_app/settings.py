@@ -379,6 +379,7 @@ SPECTACULAR_SETTINGS = {
         "ErrorCode404Enum": "drf_standardized_errors.openapi_serializers.ErrorCode404Enum.choices",
         "ErrorCode405Enum": "drf_standardized_errors.openapi_serializers.ErrorCode405Enum.choices",
         "ErrorCode406Enum": "drf_standardized_errors.openapi_serializers.ErrorCode406Enum.choices",
+        "ErrorCode410Enum": "chats.schema.ErrorCode410Enum.choices",
         "ErrorCode415Enum": "drf_standardized_errors.openapi_serializers.ErrorCode415Enum.choices",
         "ErrorCode429Enum": "drf_standardized_errors.openapi_serializers.ErrorCode429Enum.choices",
         "ErrorCode500Enum": "drf_standardized_errors.openapi_serializers.ErrorCode500Enum.choices",
@@ -416,6 +417,9 @@ CHANNEL_LAYERS = {
         else {"BACKEND": "channels.layers.InMemoryChannelLayer"}
     )
 }
+# Days each user's events are kept for replay (GET /api/events/?since=, the socket's resume):
+# older ones are deleted by `manage.py prune_events`, and a cursor before them is answered 410.
+EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=7)
 # Seconds a socket has to authenticate before it is closed with 4401.
 WS_AUTH_TIMEOUT = env.float("WS_AUTH_TIMEOUT", default=5.0)
 # Authenticated sockets one user may hold at once, across every process (counted in Redis

@@ -19,7 +19,7 @@ from django.db import OperationalError, connection, connections
 from rest_framework.test import APIClient
 
 from chats import events, services
-from chats.models import Conversation, ConversationMembership, Message, MessageEdit
+from chats.models import Conversation, ConversationMembership, Event, EventStream, Message, MessageEdit
 from chats.tests.factories import PASSWORD
 from chats.tests.utils import assert_error
 
@@ -92,7 +92,9 @@ def client_for():
 def sent_events(monkeypatch):
     """Every event handed to the channel layer (they go out only after a commit)."""
     sent = []
-    monkeypatch.setattr(events, "send_to_users", lambda user_ids, payload: sent.append(payload["type"]))
+    monkeypatch.setattr(  # each delivery's kinds of event, in order (one frame per recipient)
+        events, "deliver", lambda numbered: sent.extend(dict.fromkeys(frame["type"] for _, frame in numbered))
+    )
     return sent
 
 
@@ -107,6 +109,8 @@ def snapshot() -> dict:
         ),
         "messages": sorted(Message.objects.values_list("pk", "message_body", "is_deleted", "edited_at", "client_id")),
         "edits": sorted(MessageEdit.objects.values_list("pk", "message_body")),
+        "events": sorted(Event.objects.values_list("user_id", "event_id")),
+        "streams": sorted(EventStream.objects.values_list("user_id", "last_event_id")),
     }
 
 
@@ -134,8 +138,13 @@ def post_message(client, conversation, body: dict):
 class TestSend:
     @pytest.mark.parametrize(
         "fail_at",
-        [table("UPDATE", "chats_conversation"), table("UPDATE", "chats_conversationmembership")],
-        ids=["at-the-conversation-counters", "at-the-unread-counts"],
+        [
+            table("UPDATE", "chats_conversation"),
+            table("UPDATE", "chats_conversationmembership"),
+            table("UPDATE", "chats_eventstream"),
+            table("INSERT INTO", "chats_event"),
+        ],
+        ids=["at-the-conversation-counters", "at-the-unread-counts", "at-the-event-numbers", "at-the-event-rows"],
     )
     def test_a_failure_after_the_message_insert_leaves_nothing(
         self, conversation, alice, client_for, sent_events, fail_at
@@ -175,6 +184,12 @@ class TestSend:
         retry = post_message(client_for(alice), conversation, body)
         assert retry.status_code == 200 and retry.json()["message_id"] == str(stored.pk), retry.content
         assert_one_more_message(conversation, bob, str(stored.pk))
+        # Its event was never delivered live (the commit's answer was lost), but the stream has it,
+        # once: the retry found the stored message and announced nothing new.
+        for user in (alice, bob):
+            created = [frame for frame in Event.objects.filter(user=user).values_list("frame", flat=True)
+                       if frame["type"] == "message.created" and frame["message"]["message_id"] == str(stored.pk)]
+            assert len(created) == 1
 
 
 def assert_one_more_message(conversation, other, message_id: str) -> None:

@@ -281,3 +281,27 @@ def test_listen_on_port_says_what_it_does_prints_events_and_stops_on_ctrl_c(demo
     assert listener.returncode == 0
     assert [line for line in status.rest() if line.strip()] == [connected, "Stopped."]
     assert all(json.loads(line) for line in events.rest())  # stdout carries events only
+
+
+def test_listen_since_replays_the_stream_in_order_before_live_events(demo_db):
+    database, conversation_id = demo_db
+    port = free_port()
+    server = start_dev_server(database, port)
+    try:
+        listener = subprocess.Popen(
+            [sys.executable, "manage.py", "listen", "--email", "bob@example.com", "--password", DEMO_PASSWORD,
+             "--since", "0"],
+            cwd=ROOT, env=dev_env(database, PORT=str(port)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, start_new_session=True, preexec_fn=default_sigint,
+        )
+        events, status = Lines(listener.stdout), Lines(listener.stderr)
+        try:
+            status.wait_for("Resuming after event 0")
+            first = json.loads(events.wait_for('"event_id": 1}'))  # the seed's first event of bob's
+            assert first["event_id"] == 1
+        finally:
+            stop(listener)
+    finally:
+        stop(server)
+    replayed = [json.loads(line) for line in events.rest() if line.strip()]  # every line printed, first included
+    assert [event["event_id"] for event in replayed] == list(range(1, len(replayed) + 1))

@@ -153,6 +153,20 @@ def is_me(world, response, actor):
     assert response.json()["user_id"] == str(world.user(actor).pk)
 
 
+def own_events_only(world, response, actor):
+    """Without `since`, only the position; from the start, frames of the caller's conversations only."""
+    body = response.json()
+    assert body["results"] == [] and isinstance(body["last_event_id"], int)
+    full = call(world, actor, "GET", "/api/events/?since=0&page_size=100", None)
+    assert full.status_code == 200, full.content
+    frames = full.json()["results"]
+    mine = {str(pk) for pk in world.user(actor).conversations.values_list("pk", flat=True)}
+    assert {frame["conversation_id"] for frame in frames} <= mine, frames
+    if not mine:
+        assert frames == []
+        assert_nothing_private(world, full, sent="")
+
+
 @dataclass(frozen=True)
 class Row:
     """One endpoint and method; `statuses` holds the expected status per caller."""
@@ -199,6 +213,7 @@ MATRIX = [
     # --- Discovery and health
     Row("GET", "/api/", per_actor(200, 200, 200, 200, 200), note="(public: what exists, how to log in)"),
     Row("GET", "/api/ping/", AUTHENTICATED, check=is_me),
+    Row("GET", "/api/events/", AUTHENTICATED, check=own_events_only),
     Row("GET", "/api/schema/", per_actor(200, 200, 200, 200, 200), note="(public by design)"),
     Row("GET", "/api/docs/", per_actor(200, 200, 200, 200, 200), note="(public by design)"),
     Row("GET", "/api/redoc/", per_actor(200, 200, 200, 200, 200), note="(public by design)"),

@@ -66,9 +66,10 @@ def test_send_runs_the_same_queries_for_two_people_or_twelve(
     alice, bob, client_for, django_assert_num_queries, django_capture_on_commit_callbacks, client_id
 ):
     # access check, sender lock (client_id only), conversation lock, retry lookup (client_id
-    # only), insert (in a savepoint with a client_id), counters, unread counts; after commit,
-    # the participants to notify. The transaction's own SAVEPOINT/RELEASE count here too.
-    expected = 8 if client_id is None else 12
+    # only), insert (in a savepoint with a client_id), counters, unread counts; then the event:
+    # the participants, their event streams locked and advanced, the events inserted. The
+    # transaction's own SAVEPOINT/RELEASE count here too.
+    expected = 11 if client_id is None else 15
     for people in (UserFactory.create_batch(1), UserFactory.create_batch(11)):
         conversation = make_conversation(alice, *people)
         body = {"message_body": "hi", **({"client_id": client_id + str(len(people))} if client_id else {})}

@@ -33,6 +33,7 @@ from chats import consumers, services
 from chats.models import Conversation, ConversationMembership, Message, MessageEdit
 from chats.serializers import ConversationSerializer, MessageSerializer
 from chats.tests.factories import PASSWORD, UserFactory, make_conversation, send
+from chats.tests.utils import assert_auth_ok
 from messaging_app.asgi import application
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -63,7 +64,7 @@ class Sockets:
         """A socket authenticated with an access JWT as its first frame."""
         socket = await self.open()
         await socket.send_json_to({"type": "auth", "token": str(AccessToken.for_user(user))})
-        assert await receive(socket) == {"type": "auth.ok", "user_id": str(user.pk)}
+        assert_auth_ok(await receive(socket), user)
         return socket
 
     async def close_all(self) -> None:
@@ -118,7 +119,7 @@ async def assert_cookie_authenticated(socket: WebsocketCommunicator, user) -> No
     """The first frame is auth.ok (with a short WS_AUTH_TIMEOUT, a refused cookie shows as the 4401 close)."""
     frame = await socket.receive_output(TIMEOUT)
     assert frame["type"] == "websocket.send", f"the session cookie did not authenticate: {frame}"
-    assert json.loads(frame["text"]) == {"type": "auth.ok", "user_id": str(user.pk)}
+    assert_auth_ok(json.loads(frame["text"]), user)
 
 
 async def assert_silent(*sockets: WebsocketCommunicator, timeout: float = QUIET) -> None:
@@ -167,7 +168,8 @@ def conversation_url(conversation_id) -> str:
 
 def assert_message_event(event: dict, event_type: str, rest_message: dict) -> None:
     """{"type", "conversation_id", "message"}, the message exactly as the REST API returns it."""
-    assert set(event) == {"type", "conversation_id", "message"}, event
+    assert set(event) == {"type", "conversation_id", "message", "event_id"}, event
+    assert isinstance(event["event_id"], int) and event["event_id"] > 0
     assert event["type"] == event_type
     assert event["conversation_id"] == rest_message["conversation"]
     assert set(event["message"]) == MESSAGE_KEYS
@@ -176,7 +178,8 @@ def assert_message_event(event: dict, event_type: str, rest_message: dict) -> No
 
 def assert_conversation_event(event: dict, event_type: str, rest_conversation: dict) -> None:
     """{"type", "conversation_id", "conversation"}, as GET /api/conversations/{id}/ returns it to the recipient."""
-    assert set(event) == {"type", "conversation_id", "conversation"}, event
+    assert set(event) == {"type", "conversation_id", "conversation", "event_id"}, event
+    assert isinstance(event["event_id"], int) and event["event_id"] > 0
     assert event["type"] == event_type
     assert event["conversation_id"] == rest_conversation["conversation_id"]
     assert set(event["conversation"]) == CONVERSATION_KEYS
@@ -193,7 +196,7 @@ def participant_ids(conversation_json: dict) -> set[str]:
 async def test_jwt_first_frame_authenticates_with_auth_ok_and_user_id(ws, alice):
     socket = await ws.open()
     await socket.send_json_to({"type": "auth", "token": str(AccessToken.for_user(alice))})
-    assert await receive(socket) == {"type": "auth.ok", "user_id": str(alice.pk)}
+    assert_auth_ok(await receive(socket), alice)
     await assert_open(socket)
 
 
@@ -378,7 +381,7 @@ async def test_session_cookie_from_a_foreign_origin_still_allows_a_token(ws, set
     socket = await ws.open(headers=[(b"origin", b"http://evil.example"), (b"cookie", await session_cookie(alice))])
     await assert_silent(socket)
     await socket.send_json_to({"type": "auth", "token": str(AccessToken.for_user(alice))})
-    assert await receive(socket) == {"type": "auth.ok", "user_id": str(alice.pk)}
+    assert_auth_ok(await receive(socket), alice)
 
 
 async def test_session_cookie_of_a_deactivated_user_does_not_authenticate(ws, settings, alice):
@@ -558,7 +561,9 @@ async def test_removing_a_participant_sends_removed_to_them_updated_to_the_rest_
 
     actor = alice if remover == "creator removes" else carol
     await rest(actor, "delete", f"{conversation_url(conversation.pk)}participants/{carol.pk}/", status=204)
-    assert await receive(carol_socket) == {"type": "conversation.removed", "conversation_id": str(conversation.pk)}
+    removed = await receive(carol_socket)
+    assert removed == {"type": "conversation.removed", "conversation_id": str(conversation.pk),
+                       "event_id": removed["event_id"]}
     for user, socket in ((alice, alice_socket), (bob, bob_socket)):
         rest_conversation = await rest(user, "get", conversation_url(conversation.pk))
         assert_conversation_event(await receive(socket), "conversation.updated", rest_conversation)
@@ -597,10 +602,13 @@ async def test_conversation_read_goes_to_the_readers_own_sockets_only(ws, alice,
 
     state = await rest(bob, "post", f"{conversation_url(conversation.pk)}read/", {"message_id": oldest["message_id"]})
     assert state["unread_count"] == 1 and state["last_read_at"] == oldest["sent_at"]
+    seen = set()
     for socket in (bob_phone, bob_laptop):
         event = await receive(socket)
-        assert set(event) == {"type", "conversation_id", "last_read_at", "unread_count"}
-        assert event == {"type": "conversation.read", **state}
+        assert set(event) == {"type", "conversation_id", "last_read_at", "unread_count", "event_id"}
+        assert event == {"type": "conversation.read", **state, "event_id": event["event_id"]}
+        seen.add(event["event_id"])
+    assert len(seen) == 1  # the same event: the same event_id on every socket of the user
     await assert_silent(alice_socket, carol_socket, bob_phone, bob_laptop)
 
     # The service, up to the newest message.

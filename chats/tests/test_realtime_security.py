@@ -32,6 +32,7 @@ from chats.tests.test_realtime import (
     receive,
     session_cookie,
 )
+from chats.tests.utils import assert_auth_ok
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -43,7 +44,7 @@ NEW_PASSWORD = "a-brand-new-passphrase-42"
 
 async def authenticate(socket, access: str, user) -> None:
     await socket.send_json_to({"type": "auth", "token": access})
-    assert await receive(socket) == {"type": "auth.ok", "user_id": str(user.pk)}
+    assert_auth_ok(await receive(socket), user)
 
 
 async def assert_refused_with_4409(ws, user) -> None:

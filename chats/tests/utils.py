@@ -13,3 +13,10 @@ def assert_error(response, status_code: int, code: str | None = None, attr: str 
     if attr is not None:
         assert attr in {e["attr"] for e in body["errors"]}, body
     return body
+
+
+def assert_auth_ok(frame: dict, user) -> None:
+    """A socket's auth.ok: who it is, and where their event stream stands."""
+    assert set(frame) == {"type", "user_id", "last_event_id"}, frame
+    assert frame["type"] == "auth.ok" and frame["user_id"] == str(user.pk)
+    assert isinstance(frame["last_event_id"], int) and frame["last_event_id"] >= 0

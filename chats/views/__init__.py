@@ -4,6 +4,7 @@ authorization is checked where a path or payload names a conversation.
 """
 from chats.views.auth import TokenBlacklistView, TokenObtainView, TokenRefreshView, ping
 from chats.views.conversations import ConversationViewSet
+from chats.views.events import EventsView
 from chats.views.messages import ConversationMessageViewSet, MessageViewSet
 from chats.views.root import ApiRootView
 from chats.views.users import UserViewSet
@@ -12,6 +13,7 @@ __all__ = [
     "ApiRootView",
     "ConversationMessageViewSet",
     "ConversationViewSet",
+    "EventsView",
     "MessageViewSet",
     "TokenBlacklistView",
     "TokenObtainView",

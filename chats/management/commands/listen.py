@@ -1,7 +1,9 @@
 """
 A small command-line client of the WebSocket protocol: logs in, connects to /ws/
 and prints every event as it arrives, one JSON object a line on stdout (what it is doing goes
-to stderr). Ctrl-C stops it. Reconnects with backoff.
+to stderr). Ctrl-C stops it. Reconnects with backoff, and resumes from the last `event_id` it
+printed (the socket's `resume` frame), so nothing is missed or printed twice across reconnects.
+`--since N` starts from event N of the user's stream instead of from now.
 
     python manage.py listen --email alice@example.com --password ... [--server http://127.0.0.1:$PORT]
 """
@@ -31,6 +33,7 @@ class Command(BaseCommand):
         parser.add_argument("--password")
         parser.add_argument("--token", help="An access JWT instead of email and password.")
         parser.add_argument("--once", action="store_true", help="Exit when the connection closes (no reconnect).")
+        parser.add_argument("--since", type=int, help="Replay the events after this event_id first.")
 
     def handle(self, *args, **options):
         try:
@@ -39,7 +42,7 @@ class Command(BaseCommand):
             # Ctrl-C is how this command ends: one line, exit status 0, no traceback.
             self.stderr.write("\nStopped.")
 
-    def _run(self, *, server, email, password, token, once, **options):
+    def _run(self, *, server, email, password, token, once, since=None, **options):
         server = server.rstrip("/")
         if not token:
             if not email:
@@ -47,6 +50,7 @@ class Command(BaseCommand):
             token = self._login(server, email, password or getpass.getpass("Password: "))
         ws_url = server.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/ws/"
         delay = 1.0
+        self.last_event_id = since  # None: from now on
         while True:
             try:
                 self._listen(ws_url, token, who=email)
@@ -60,7 +64,7 @@ class Command(BaseCommand):
                 self.stderr.write(f"cannot connect: {exc}")
             if once:
                 return
-            # Reconnect with jittered exponential backoff; then catch up over REST (?after=).
+            # Reconnect with jittered exponential backoff; then resume from the last event printed.
             wait = delay + random.random()
             self.stderr.write(f"reconnecting in {wait:.0f} s (Ctrl-C to stop)")
             time.sleep(wait)
@@ -85,11 +89,24 @@ class Command(BaseCommand):
             socket.send(json.dumps({"type": "auth", "token": token}))
             for frame in socket:
                 event = json.loads(frame)
-                if event.get("type") == "auth.ok":
+                kind = event.get("type")
+                if kind == "auth.ok":
                     # A protocol frame, not an event: say what we are doing instead.
                     as_whom = who or f"user {event.get('user_id')}"
                     self.stderr.write(f"Connected to {ws_url} as {as_whom}; waiting for events (Ctrl-C to stop)")
+                    if self.last_event_id is None:
+                        self.last_event_id = event.get("last_event_id", 0)
+                    else:
+                        self.stderr.write(f"Resuming after event {self.last_event_id}")
+                        socket.send(json.dumps({"type": "resume", "since": self.last_event_id}))
                     self.stderr.flush()
                     continue
+                if kind == "resumed":
+                    continue
+                if kind == "error" and event.get("code") == "cursor_expired":
+                    self.stderr.write("Events were missed and are no longer kept: reload the state over REST.")
+                    self.last_event_id = event.get("last_event_id", self.last_event_id)
                 self.stdout.write(json.dumps(event, ensure_ascii=False))
                 self.stdout.flush()
+                if isinstance(event.get("event_id"), int):
+                    self.last_event_id = event["event_id"]

@@ -1,0 +1,251 @@
+"""
+Each user's event stream (chats/stream.py): every event numbered 1, 2, 3... per user, stored in
+the change's transaction, replayed exactly by GET /api/events/?since= and by the socket's
+`resume` frame, and filled in by a live socket that sees a gap.
+"""
+import asyncio
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from channels.layers import get_channel_layer
+
+from chats import events, services, stream
+from chats.models import Event, EventStream
+from chats.tests.factories import UserFactory, make_conversation, send
+from chats.tests.test_realtime import (  # noqa: F401 - fixtures
+    TIMEOUT,
+    assert_silent,
+    db,
+    fresh_channel_layer,
+    receive,
+    rest,
+    ws,
+)
+from chats.tests.utils import assert_error
+
+EVENTS = "/api/events/"
+
+
+def all_events(client, since=0, page_size=100) -> list[dict]:
+    """Every page from `since`, following `next`."""
+    frames, url = [], f"{EVENTS}?since={since}&page_size={page_size}"
+    while url:
+        response = client.get(url)
+        assert response.status_code == 200, response.content
+        body = response.json()
+        assert set(body) == {"results", "next", "last_event_id"}
+        frames += body["results"]
+        url = body["next"]
+    return frames
+
+
+@pytest.fixture
+def trio(alice, bob, carol):
+    return alice, bob, carol
+
+
+@pytest.mark.django_db
+class TestRest:
+    def test_events_are_numbered_from_one_per_user_in_order(self, client_for, trio):
+        alice, bob, carol = trio
+        conversation = make_conversation(alice, bob)
+        for body in ("one", "two", "three"):
+            send(conversation, alice, body)
+        frames = all_events(client_for(bob))
+        assert [f["event_id"] for f in frames] == list(range(1, len(frames) + 1))
+        assert [f["message"]["message_body"] for f in frames if f["type"] == "message.created"][-3:] == [
+            "one", "two", "three"]
+        assert all_events(client_for(carol)) == []  # nothing of a conversation she is not in
+
+    def test_without_since_only_the_position(self, client_for, trio):
+        alice, bob, _ = trio
+        send(make_conversation(alice, bob), alice, "hi")
+        body = client_for(bob).get(EVENTS).json()
+        assert body["results"] == [] and body["next"] is None
+        assert body["last_event_id"] == EventStream.objects.get(user=bob).last_event_id > 0
+
+    def test_pages_follow_next_to_the_end(self, client_for, trio):
+        alice, bob, _ = trio
+        conversation = make_conversation(alice, bob)
+        for i in range(7):
+            send(conversation, alice, f"m{i}")
+        assert all_events(client_for(bob), page_size=2) == all_events(client_for(bob))
+        first = client_for(bob).get(f"{EVENTS}?since=0&page_size=2").json()
+        assert len(first["results"]) == 2 and "since=2" in first["next"]
+
+    def test_since_the_position_is_empty_and_ahead_of_it_is_400(self, client_for, trio):
+        alice, bob, _ = trio
+        send(make_conversation(alice, bob), alice, "hi")
+        now_at = client_for(bob).get(EVENTS).json()["last_event_id"]
+        body = client_for(bob).get(f"{EVENTS}?since={now_at}").json()
+        assert body == {"results": [], "next": None, "last_event_id": now_at}
+        assert_error(client_for(bob).get(f"{EVENTS}?since={now_at + 1}"), 400, code="cursor_ahead", attr="since")
+        assert_error(client_for(bob).get(f"{EVENTS}?since=-1"), 400, attr="since")
+        assert_error(client_for(bob).get(f"{EVENTS}?since=abc"), 400, attr="since")
+
+    def test_a_pruned_cursor_is_410_cursor_expired(self, client_for, trio):
+        alice, bob, _ = trio
+        conversation = make_conversation(alice, bob)
+        send(conversation, alice, "old")
+        assert stream.prune(days=-1) > 0  # everything is older than tomorrow
+        send(conversation, alice, "new")
+        assert_error(client_for(bob).get(f"{EVENTS}?since=0"), 410, code="cursor_expired")
+        now_at = client_for(bob).get(EVENTS).json()["last_event_id"]
+        assert [f["event_id"] for f in all_events(client_for(bob), since=now_at - 1)] == [now_at]
+
+    def test_someone_removed_gets_the_removal_and_nothing_after(self, client_for, trio):
+        alice, bob, carol = trio
+        group = make_conversation(alice, bob, carol)
+        send(group, alice, "before")
+        services.conversation_remove_participant(conversation=group, actor=alice, user_id=carol.pk)
+        send(group, alice, "after")
+        frames = all_events(client_for(carol))
+        assert frames[-1] == {"type": "conversation.removed", "conversation_id": str(group.pk),
+                              "event_id": frames[-1]["event_id"]}
+        assert "after" not in str(frames)
+
+    def test_a_rolled_back_change_leaves_no_event_and_its_numbers_are_reused(self, trio):
+        alice, bob, _ = trio
+        conversation = make_conversation(alice, bob)
+        before = EventStream.objects.get(user=bob).last_event_id
+
+        @events.atomic
+        def send_then_fail():
+            services.message_send(conversation=conversation, sender=alice, message_body="rolled back")
+            raise RuntimeError
+
+        with pytest.raises(RuntimeError):
+            send_then_fail()
+        assert EventStream.objects.get(user=bob).last_event_id == before
+        assert not Event.objects.filter(user=bob, event_id__gt=before).exists()
+        send(conversation, alice, "kept")
+        assert Event.objects.get(user=bob, event_id=before + 1).frame["message"]["message_body"] == "kept"
+
+    def test_events_of_one_service_are_recorded_together_in_call_order(self, trio):
+        alice, bob, carol = trio
+        group = make_conversation(alice, bob, carol)
+        services.conversation_remove_participant(conversation=group, actor=alice, user_id=carol.pk)
+        kinds = list(Event.objects.filter(user=carol).order_by("event_id").values_list("frame__type", flat=True))
+        assert kinds[-1] == "conversation.removed"
+        bob_last = Event.objects.filter(user=bob).order_by("event_id").last().frame
+        assert bob_last["type"] == "conversation.updated"
+
+    def test_the_prune_events_command(self, trio):
+        alice, bob, _ = trio
+        send(make_conversation(alice, bob), alice, "hi")
+        out = StringIO()
+        call_command("prune_events", stdout=out)
+        assert out.getvalue() == "Deleted 0 events older than 7 days.\n"
+        total = Event.objects.count()
+        call_command("prune_events", "--days", "0", stdout=out)
+        assert f"Deleted {total} events older than 0 days." in out.getvalue() and not Event.objects.exists()
+        with pytest.raises(CommandError):
+            call_command("prune_events", "--days", "-1")
+
+    def test_prune_keeps_what_is_within_the_retention(self, trio):
+        alice, bob, _ = trio
+        send(make_conversation(alice, bob), alice, "recent")
+        count = Event.objects.count()
+        assert stream.prune() == 0 and Event.objects.count() == count
+
+
+# --- the socket ---------------------------------------------------------------------
+
+
+@db
+def make_pair():
+    alice, bob = UserFactory(first_name="Alice"), UserFactory(first_name="Bob")
+    return alice, bob, make_conversation(alice, bob)
+
+
+@db
+def position(user) -> int:
+    return stream.position(user.pk)
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_resume_replays_what_was_missed_then_goes_on_live(ws):  # noqa: F811
+    alice, bob, conversation = await make_pair()
+    seen = await position(bob)
+    for i in range(3):  # while bob is away
+        await db(send)(conversation, alice, f"missed {i}")
+    socket = await ws.login(bob)
+    await socket.send_json_to({"type": "resume", "since": seen})
+    replayed = [await receive(socket) for _ in range(3)]
+    assert [f["event_id"] for f in replayed] == [seen + 1, seen + 2, seen + 3]
+    assert [f["message"]["message_body"] for f in replayed] == ["missed 0", "missed 1", "missed 2"]
+    assert await receive(socket) == {"type": "resumed", "last_event_id": seen + 3}
+    await db(send)(conversation, alice, "live")
+    live = await receive(socket)
+    assert live["event_id"] == seen + 4 and live["message"]["message_body"] == "live"
+    await assert_silent(socket)
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_resume_while_events_are_produced_has_no_gap_and_no_duplicate(ws):  # noqa: F811
+    alice, bob, conversation = await make_pair()
+    seen = await position(bob)
+    for i in range(5):
+        await db(send)(conversation, alice, f"before {i}")
+    socket = await ws.login(bob)
+
+    async def keep_sending():
+        for i in range(10):
+            await db(send)(conversation, alice, f"during {i}")
+
+    sender = asyncio.create_task(keep_sending())
+    await socket.send_json_to({"type": "resume", "since": seen})
+    await sender
+    ids = []
+    while len(ids) < 15:
+        frame = await receive(socket)
+        if frame["type"] != "resumed":
+            ids.append(frame["event_id"])
+    assert ids == list(range(seen + 1, seen + 16))
+    await assert_silent(socket)
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_live_socket_fills_a_gap_from_the_stream(ws):  # noqa: F811
+    """An event the channel layer never delivered: the next one that arrives brings it along."""
+    alice, bob, conversation = await make_pair()
+    socket = await ws.login(bob)
+    start = await position(bob)
+    delivered = []
+    original = events.deliver
+    events.deliver = lambda numbered: delivered.append(numbered)  # the layer loses this one
+    try:
+        await db(send)(conversation, alice, "lost live")
+    finally:
+        events.deliver = original
+    assert delivered
+    await db(send)(conversation, alice, "delivered")
+    first, second = await receive(socket), await receive(socket)
+    assert (first["event_id"], first["message"]["message_body"]) == (start + 1, "lost live")
+    assert (second["event_id"], second["message"]["message_body"]) == (start + 2, "delivered")
+    # A late duplicate of an event already sent is dropped.
+    await get_channel_layer().group_send(f"user.{bob.pk.hex}", {"type": "chat.event", "payload": first})
+    await assert_silent(socket)
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_resume_errors_are_frames(ws):  # noqa: F811
+    alice, bob, conversation = await make_pair()
+    await db(send)(conversation, alice, "x")
+    socket = await ws.login(bob)
+    now_at = await position(bob)
+    await socket.send_json_to({"type": "resume", "since": now_at + 5})
+    assert (await receive(socket))["code"] == "cursor_ahead"
+    await socket.send_json_to({"type": "resume", "since": "1"})
+    assert (await receive(socket))["code"] == "invalid"
+    await db(stream.prune)(days=-1)
+    await socket.send_json_to({"type": "resume", "since": 0})
+    expired = await receive(socket)
+    assert expired == {"type": "error", "code": "cursor_expired", "detail": expired["detail"], "last_event_id": now_at}
+    await db(send)(conversation, alice, "after expiry")  # live delivery goes on from the position
+    assert (await receive(socket, TIMEOUT))["event_id"] == now_at + 1
