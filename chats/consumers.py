@@ -147,10 +147,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "auth.ok", "user_id": str(user.pk), "last_event_id": self.position})
 
     async def _keep_alive(self):
-        """Renews the socket's slot, so it does not lapse, and its group membership, so it does not expire."""
+        """
+        Renews the socket's slot, so it does not lapse, and its group membership, so it does not
+        expire; and asks for a stream check, so an event the live layer lost is sent within
+        RENEW_SECONDS even when no later event comes to reveal the gap.
+        """
         since_group_add = 0.0
         while True:
             await asyncio.sleep(socket_slots.RENEW_SECONDS)
+            # Through the consumer's own queue: handled between its other messages, never beside one.
+            await self.channel_layer.send(self.channel_name, {"type": "stream.check"})
             await socket_slots.renew(self.user.pk, self.channel_name)
             since_group_add += socket_slots.RENEW_SECONDS
             if since_group_add >= GROUP_REFRESH_SECONDS:
@@ -294,6 +300,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             "detail": "The events after this cursor are no longer kept: reload your state over REST.",
             "last_event_id": self.position,
         })
+
+    async def stream_check(self, event):
+        """Anything committed to the stream that this socket has not sent (lost by the live layer)."""
+        if await database_sync_to_async(stream.position)(self.user.pk) > self.position:
+            await self._catch_up()
 
     # --- events from the channel layer ---------------------------------------------------
     # Channels hands a consumer one message at a time (these and the client's frames), so

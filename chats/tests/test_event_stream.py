@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from channels.layers import get_channel_layer
 
-from chats import events, services, stream
+from chats import events, services, socket_slots, stream
 from chats.models import Event, EventStream
 from chats.tests.factories import UserFactory, make_conversation, send
 from chats.tests.test_realtime import (  # noqa: F401 - fixtures
@@ -249,3 +249,18 @@ async def test_resume_errors_are_frames(ws):  # noqa: F811
     assert expired == {"type": "error", "code": "cursor_expired", "detail": expired["detail"], "last_event_id": now_at}
     await db(send)(conversation, alice, "after expiry")  # live delivery goes on from the position
     assert (await receive(socket, TIMEOUT))["event_id"] == now_at + 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_lost_last_event_still_arrives_at_the_next_stream_check(ws, monkeypatch):  # noqa: F811
+    """No later event reveals the gap: the socket's periodic stream check sends it."""
+    monkeypatch.setattr(socket_slots, "RENEW_SECONDS", 0.2)
+    alice, bob, conversation = await make_pair()
+    socket = await ws.login(bob)
+    start = await position(bob)
+    monkeypatch.setattr(events, "deliver", lambda numbered: None)  # the live layer loses everything
+    await db(send)(conversation, alice, "only in the stream")
+    frame = await receive(socket, timeout=2)
+    assert (frame["event_id"], frame["message"]["message_body"]) == (start + 1, "only in the stream")
+    await assert_silent(socket, timeout=0.5)  # and only once
