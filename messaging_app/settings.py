@@ -412,7 +412,11 @@ CHANNEL_LAYER_HOST = {
 }
 CHANNEL_LAYERS = {
     "default": (
-        {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [CHANNEL_LAYER_HOST]}}
+        # A socket's queue holds 1,000 events (channels-redis: 100) before the layer drops any.
+        {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [CHANNEL_LAYER_HOST], "capacity": 1000},
+        }
         if REDIS_URL
         else {"BACKEND": "channels.layers.InMemoryChannelLayer"}
     )
@@ -441,7 +445,10 @@ CORS_ALLOWED_ORIGINS = env.list("DJANGO_CORS_ALLOWED_ORIGINS", default=[])
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "messaging_app.request_log.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "messaging_app.request_log.RequestIdFilter"},
+        "live_layer_drops": {"()": "chats.live_layer.LiveLayerDrops"},
+    },
     "formatters": {
         # Control characters from requests are escaped: one record, one line (request_log.py).
         "plain": {
@@ -470,5 +477,7 @@ LOGGING = {
         # daphne's access log under `runserver` (its 5xx lines too) and its start-up chatter.
         "django.channels.server": {"level": "CRITICAL"},
         "daphne.server": {"level": "WARNING"},
+        # Events the channel layer dropped (a socket's queue full): a counted WARNING (chats/live_layer.py).
+        "channels_redis.core": {"level": "INFO", "filters": ["live_layer_drops"]},
     },
 }

@@ -4,6 +4,7 @@ the change's transaction, replayed exactly by GET /api/events/?since= and by the
 `resume` frame, and filled in by a live socket that sees a gap.
 """
 import asyncio
+import logging
 from io import StringIO
 
 import pytest
@@ -11,6 +12,7 @@ from django.core.management import CommandError, call_command
 from channels.layers import get_channel_layer
 
 from chats import events, services, socket_slots, stream
+from chats.live_layer import LiveLayerDrops
 from chats.models import Event, EventStream
 from chats.tests.factories import UserFactory, make_conversation, send
 from chats.tests.test_realtime import (  # noqa: F401 - fixtures
@@ -264,3 +266,29 @@ async def test_a_lost_last_event_still_arrives_at_the_next_stream_check(ws, monk
     frame = await receive(socket, timeout=2)
     assert (frame["event_id"], frame["message"]["message_body"]) == (start + 1, "only in the stream")
     await assert_silent(socket, timeout=0.5)  # and only once
+
+
+@pytest.mark.asyncio
+async def test_events_the_live_layer_drops_are_counted_warnings(tmp_path, caplog):
+    """channels-redis's own INFO line for a full socket queue becomes a WARNING with a running count."""
+    from channels_redis.core import RedisChannelLayer
+
+    from chats.tests.test_connection_reuse import PrivateRedis
+
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        layer = RedisChannelLayer(hosts=[f"redis://127.0.0.1:{server.port}/0"], capacity=1)
+        channel = await layer.new_channel()
+        await layer.group_add("user.x", channel)
+        before = LiveLayerDrops.count
+        with caplog.at_level(logging.INFO, logger="channels_redis.core"):
+            for n in range(3):  # nobody reads the channel: the 2nd and 3rd do not fit
+                await layer.group_send("user.x", {"type": "chat.event", "payload": {"n": n}})
+        dropped = [r for r in caplog.records if r.name == "channels_redis.core" and "over capacity" in r.getMessage()]
+        assert [r.levelname for r in dropped] == ["WARNING", "WARNING"]
+        assert LiveLayerDrops.count == before + 2
+        assert f"so far: {before + 2}" in dropped[-1].getMessage()
+        await layer.flush()
+    finally:
+        server.stop()
