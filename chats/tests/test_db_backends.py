@@ -124,3 +124,28 @@ def test_the_driver_parses_date_times_as_djangos_backend_would():
     assert conversions.utc_datetime_or_none("2026-12-07 15:42:08").tzinfo is timezone.utc
     assert conversions.utc_datetime_or_none("0000-00-00 00:00:00") is None  # MySQL's zero date
     assert conversions.datetime_or_none("2026-12-07 15:42:08").tzinfo is None
+
+
+def test_after_any_database_error_every_connection_is_pinged_again(django_db_blocker):
+    """Another thread's connection met an error (an outage): this one, though it answered moments
+    ago, is pinged before its next use."""
+    django_db_blocker.unblock()
+    settings = {
+        "NAME": ":memory:", "ENGINE": "django.db.backends.sqlite3", "CONN_MAX_AGE": None,
+        "CONN_HEALTH_CHECKS": True, "AUTOCOMMIT": True, "ATOMIC_REQUESTS": False, "OPTIONS": {},
+        "TIME_ZONE": None, "USER": "", "PASSWORD": "", "HOST": "", "PORT": "", "TEST": {},
+    }
+    quiet, failing = Wrapper(dict(settings)), Wrapper(dict(settings))
+    try:
+        request(quiet)
+        request(failing)
+        with pytest.raises(OperationalError):
+            request(failing, "SELECT * FROM no_such_table")
+        request(quiet)
+        assert quiet.pings == 1
+        request(quiet)  # it answered after the error: trusted again
+        assert quiet.pings == 1
+    finally:
+        quiet.close()
+        failing.close()
+        django_db_blocker.restore()
