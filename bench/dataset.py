@@ -28,7 +28,7 @@ from django.contrib.auth.hashers import make_password
 from django.core.management import call_command
 from django.db import connection, transaction
 
-from chats.models import Conversation, ConversationMembership, Message, User
+from chats.models import Conversation, ConversationMembership, EventStream, Message, User
 
 PASSWORD = "bench-Passw0rd-7731"
 EMAIL = "bench-u{:06d}@bench.invalid"
@@ -284,6 +284,7 @@ def _generate(spec: Spec, log) -> dict:
          gen.now - timedelta(days=60))
         for i, uid in enumerate(user_ids)
     ))
+    _insert(EventStream, ["user"], ((uid,) for uid in user_ids))  # as the app makes one with each user
     log(f"  {n:,} users")
 
     # Regular conversations, in groups of ~BATCH messages, one transaction each.

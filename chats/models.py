@@ -251,7 +251,13 @@ class EventStream(models.Model):
     numbered 1, 2, 3... with no gap, in the order their transactions commit.
     """
 
-    user = models.OneToOneField(User, primary_key=True, on_delete=models.CASCADE, related_name="event_stream")
+    # No foreign key in the database (db_constraint=False), here and on Event.user: its check
+    # would take a shared lock on the user's row at every event, after the conversation's lock,
+    # against the lock order of the services (users, then conversations), and deadlock with them.
+    # Django still deletes both with the user (on_delete CASCADE is done by the ORM).
+    user = models.OneToOneField(
+        User, primary_key=True, on_delete=models.CASCADE, related_name="event_stream", db_constraint=False
+    )
     last_event_id = models.PositiveBigIntegerField(default=0)
 
 
@@ -262,7 +268,7 @@ class Event(models.Model):
     """
 
     id = models.BigAutoField(primary_key=True)
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+", db_index=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
     event_id = models.PositiveBigIntegerField()
     frame = models.JSONField()
     # Pruning (manage.py prune_events) deletes by age.

@@ -32,8 +32,20 @@ _CONVERSATION_OF_PARTICIPANT = PreparedRead(
 )
 
 
+def for_update(queryset: QuerySet) -> QuerySet:
+    """
+    `select_for_update()` for a row about to be changed (not its key): FOR NO KEY UPDATE where
+    the database has it (PostgreSQL), the lock PostgreSQL's own UPDATE takes. A plain FOR UPDATE
+    also blocks other transactions' foreign-key checks (FOR KEY SHARE, made at their COMMIT:
+    Django's constraints are deferred), which deadlocked a send that held a conversation's lock
+    and a stream's against a create holding a user's row (integration/test_db_outage.py).
+    """
+    alias = queryset.db
+    return queryset.select_for_update(no_key=connections[alias].features.has_select_for_no_key_update)
+
+
 _CONVERSATION_FOR_UPDATE = PreparedRead(
-    lambda conversation: Conversation.objects.select_for_update()
+    lambda conversation: for_update(Conversation.objects.all())
     .order_by()
     .filter(pk=conversation)
     .values_list(*attnames(Conversation)),
@@ -44,8 +56,8 @@ _CONVERSATION_FOR_UPDATE = PreparedRead(
 
 def conversation_for_update(*, conversation_id) -> Conversation:
     """
-    The conversation, its row locked until the transaction ends (SELECT ... FOR UPDATE where
-    the database has it): `select_for_update().get(pk=...)`, compiled once. Needs a transaction.
+    The conversation, its row locked until the transaction ends (`for_update`):
+    `select_for_update().get(pk=...)`, compiled once. Needs a transaction.
     """
     if connections[router.db_for_write(Conversation)].get_autocommit():
         raise TransactionManagementError("conversation_for_update needs a transaction.")

@@ -150,7 +150,7 @@ def _lock(conversation: Conversation) -> Conversation:
 
 def _lock_users(user_ids: Sequence[UUID]) -> None:
     # Lock order everywhere: users (sorted by id) before conversations.
-    list(User.objects.select_for_update().filter(pk__in=user_ids).order_by("pk").values_list("pk", flat=True))
+    list(selectors.for_update(User.objects.filter(pk__in=user_ids)).order_by("pk").values_list("pk", flat=True))
 
 
 @events.atomic
@@ -182,7 +182,7 @@ def conversation_create(
         # Creates of one pair queue on the two users' rows, locked in a fixed order, and
         # look for the pair with a locking read (which sees the newest committed row).
         _lock_users(ids)
-        existing = Conversation.objects.select_for_update().filter(direct_key=direct_key).first()
+        existing = selectors.for_update(Conversation.objects.filter(direct_key=direct_key)).first()
         if existing is None:
             try:
                 with transaction.atomic():  # savepoint: a concurrent create may win the pair
@@ -191,7 +191,7 @@ def conversation_create(
                 return conversation, True
             except IntegrityError:
                 # A locking read sees the winner's row even under MySQL's REPEATABLE READ.
-                existing = Conversation.objects.select_for_update().get(direct_key=direct_key)
+                existing = selectors.for_update(Conversation.objects.filter(direct_key=direct_key)).get()
         for body in message_bodies:
             message_send(conversation=existing, sender=creator, message_body=body)
         return existing, False
@@ -389,7 +389,7 @@ def message_send(
 
 def _message_for_retry(sender: User, client_id: str, conversation: Conversation) -> Message | None:
     # A locking read sees a concurrent winner's row even under MySQL's REPEATABLE READ.
-    original = Message.objects.select_for_update().filter(sender=sender, client_id=client_id).first()
+    original = selectors.for_update(Message.objects.filter(sender=sender, client_id=client_id)).first()
     if original is not None:
         original.sender = sender  # the caller serialises it
     if original is not None and original.conversation_id != conversation.pk:
@@ -410,7 +410,7 @@ def message_edit(*, message: Message, actor: User, message_body: str) -> Message
     # conversation holds its lock, so the state an event shows (a conversation's last message,
     # counts) never misses a change whose event comes earlier in anyone's stream.
     _lock(message.conversation)
-    locked = Message.objects.select_for_update().get(pk=message.pk)
+    locked = selectors.for_update(Message.objects.filter(pk=message.pk)).get()
     _check_sender(locked, actor, "edit")
     if locked.is_deleted:
         raise ValidationError({"message_body": ["A deleted message cannot be edited."]})
@@ -430,7 +430,7 @@ def message_edit(*, message: Message, actor: User, message_body: str) -> Message
 def message_delete(*, message: Message, actor: User) -> Message:
     """The sender deletes: a tombstone stays in the timeline; text and history go."""
     _lock(message.conversation)  # lock order: conversation, then message
-    locked = Message.objects.select_for_update().get(pk=message.pk)
+    locked = selectors.for_update(Message.objects.filter(pk=message.pk)).get()
     _check_sender(locked, actor, "delete")
     if not locked.is_deleted:
         # It stops counting as unread for those who had not read it yet.

@@ -26,6 +26,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from chats.models import Event, EventStream, User
+from chats.selectors import for_update
 
 
 class CursorExpired(Exception):
@@ -61,13 +62,22 @@ def record(frames: Iterable[tuple[UUID, dict]]) -> list[tuple[UUID, dict]]:
     return numbered
 
 
+def user_saved(sender, instance: User, created: bool, raw: bool = False, **kwargs) -> None:
+    """post_save of User: a new user's stream row, made with them (so none is made under load)."""
+    if created and not raw:
+        EventStream.objects.bulk_create([EventStream(user_id=instance.pk)], ignore_conflicts=True)
+
+
 def _take_numbers(counts: dict[UUID, int]) -> dict[UUID, int]:
     """Lock the recipients' streams (in user id order) and advance them; the first new number of each."""
     assert transaction.get_connection().in_atomic_block, "events are recorded inside the change's transaction"
     user_ids = sorted(counts)
     positions = _lock_streams(user_ids)
     missing = [user_id for user_id in user_ids if user_id not in positions]
-    if missing:  # users made before streams existed, or by bulk inserts: their stream starts now
+    # Every user gets a stream row when they are made (user_saved, migration 0005). One made by a
+    # bulk insert that skipped it gets it here: locked after the others, out of order, so two
+    # such first events at once may deadlock (the database refuses one: 503, retried by clients).
+    if missing:
         existing = list(User.objects.filter(pk__in=missing).order_by("pk").values_list("pk", flat=True))
         EventStream.objects.bulk_create([EventStream(user_id=user_id) for user_id in existing], ignore_conflicts=True)
         positions.update(_lock_streams(existing))
@@ -82,8 +92,7 @@ def _take_numbers(counts: dict[UUID, int]) -> dict[UUID, int]:
 
 def _lock_streams(user_ids: list[UUID]) -> dict[UUID, int]:
     return dict(
-        EventStream.objects.select_for_update()
-        .filter(user_id__in=user_ids)
+        for_update(EventStream.objects.filter(user_id__in=user_ids))
         .order_by("user_id")
         .values_list("user_id", "last_event_id")
     )

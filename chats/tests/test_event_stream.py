@@ -292,3 +292,9 @@ async def test_events_the_live_layer_drops_are_counted_warnings(tmp_path, caplog
         await layer.flush()
     finally:
         server.stop()
+
+
+@pytest.mark.django_db
+def test_every_new_user_has_a_stream_row_from_the_start(alice):
+    """Made with the user (post_save), so the first events never create one under load."""
+    assert EventStream.objects.get(user=alice).last_event_id == 0
