@@ -256,7 +256,9 @@ class LiveSocket:
     def authenticate(self, user: dict) -> None:
         self.send({"type": "auth", "token": user["token"]})
         _, frame = self.wait_for(lambda f: True)
-        assert frame == {"type": "auth.ok", "user_id": user["user_id"]}, frame
+        assert set(frame) == {"type", "user_id", "last_event_id"}, frame
+        assert (frame["type"], frame["user_id"]) == ("auth.ok", user["user_id"]), frame
+        assert isinstance(frame["last_event_id"], int), frame
 
     def close_code(self, timeout: float = EVENT_TIMEOUT) -> int:
         """The code the server closes this socket with, within `timeout`; no frame may come first."""
