@@ -449,11 +449,12 @@ def test_an_access_token_already_verified_is_still_refused_once_it_expires(alice
     from rest_framework_simplejwt.tokens import AccessToken
 
     token = AccessToken.for_user(alice)
-    token.set_exp(lifetime=timedelta(seconds=1))
+    # `exp` is in whole seconds: a 1 s lifetime could be over almost at once on a busy machine.
+    token.set_exp(lifetime=timedelta(seconds=3))
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     assert api.get("/api/ping/").status_code == 200
     assert api.get("/api/ping/").status_code == 200  # the remembered verification
-    time.sleep(1.2)
+    time.sleep(max(0.0, token["exp"] - time.time()) + 1.1)
     response = api.get("/api/ping/")
     assert response.status_code == 401
     assert_error(response, 401, "token_not_valid")
