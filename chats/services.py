@@ -6,11 +6,18 @@ Concurrency rules:
 - A send locks its conversation row (select_for_update) before stamping
   `sent_at`, so within one conversation `sent_at` strictly increases in commit
   order, and the denormalised count and last message stay exact.
-- Membership changes lock the conversation row too (same lock, same order).
-- Lock order: user rows (sorted by id) before conversation rows. Creating a
-  two-person conversation locks both users; a send with a client_id locks
-  its sender. MySQL/MariaDB deadlocked without this when racing inserts of
-  one unique key each waited to upgrade a shared lock.
+- Membership changes, edits and deletes lock the conversation row too (same
+  lock, same order): every change that emits an event about a conversation
+  holds its lock, so the state an event carries is consistent with the events
+  before it in anyone's stream.
+- Lock order: user rows (sorted by id), then conversation rows, then message
+  rows, then, last, the recipients' event-stream rows (sorted by user id, when
+  the service ends: chats/events.py). Creating a two-person conversation locks
+  both users; a send with a client_id locks its sender. MySQL/MariaDB
+  deadlocked without this when racing inserts of one unique key each waited to
+  upgrade a shared lock.
+- Row locks are FOR NO KEY UPDATE on PostgreSQL (selectors.for_update), so the
+  foreign-key checks other transactions make at COMMIT do not wait on them.
 - Uniqueness that concurrent requests could race on is enforced by the
   database (one email, one direct conversation per pair, one message per
   sender and client_id); the loser of a race reads the winner's row.
