@@ -107,9 +107,15 @@ def atomic(service):
 
     @functools.wraps(service)
     def wrapper(*args, **kwargs):
-        if getattr(_collecting, "intents", None) is not None:  # called by another service: its end records
-            with transaction.atomic():
-                return service(*args, **kwargs)
+        outer = getattr(_collecting, "intents", None)
+        if outer is not None:  # called by another service: its end records
+            mark = len(outer)
+            try:
+                with transaction.atomic():  # a savepoint
+                    return service(*args, **kwargs)
+            except BaseException:
+                del outer[mark:]  # rolled back to the savepoint: so are its events
+                raise
         with transaction.atomic():
             _collecting.intents = intents = []
             try:

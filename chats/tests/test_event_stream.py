@@ -298,3 +298,28 @@ async def test_events_the_live_layer_drops_are_counted_warnings(tmp_path, caplog
 def test_every_new_user_has_a_stream_row_from_the_start(alice):
     """Made with the user (post_save), so the first events never create one under load."""
     assert EventStream.objects.get(user=alice).last_event_id == 0
+
+
+@pytest.mark.django_db
+def test_a_nested_service_that_fails_inside_another_leaves_no_event(alice, bob):
+    """Its savepoint rolls back, and so do the events it had emitted; the outer service's stay."""
+    conversation = make_conversation(alice, bob)
+    before = EventStream.objects.get(user=bob).last_event_id
+
+    @events.atomic
+    def send_then_a_failing_send():
+        services.message_send(conversation=conversation, sender=alice, message_body="kept")
+        try:
+            with_a_failure()
+        except RuntimeError:
+            pass
+
+    @events.atomic
+    def with_a_failure():
+        services.message_send(conversation=conversation, sender=alice, message_body="rolled back")
+        raise RuntimeError
+
+    send_then_a_failing_send()
+    bodies = [f["message"]["message_body"] for f in
+              Event.objects.filter(user=bob, event_id__gt=before).order_by("event_id").values_list("frame", flat=True)]
+    assert bodies == ["kept"]
