@@ -24,6 +24,13 @@ from messaging_app.db.mysql.base import DatabaseWrapper as MySQLWrapper
 from messaging_app.db.postgresql.base import DatabaseWrapper as PostgreSQLWrapper
 
 
+SQLITE_SETTINGS = {
+    "NAME": ":memory:", "ENGINE": "django.db.backends.sqlite3", "CONN_MAX_AGE": None,
+    "CONN_HEALTH_CHECKS": True, "AUTOCOMMIT": True, "ATOMIC_REQUESTS": False, "OPTIONS": {},
+    "TIME_ZONE": None, "USER": "", "PASSWORD": "", "HOST": "", "PORT": "", "TEST": {},
+}
+
+
 class Wrapper(db.RecentlyAliveMixin, sqlite_base.DatabaseWrapper):
     pings = 0
 
@@ -35,11 +42,7 @@ class Wrapper(db.RecentlyAliveMixin, sqlite_base.DatabaseWrapper):
 @pytest.fixture
 def conn(django_db_blocker):
     django_db_blocker.unblock()  # a connection of the test's own, outside Django's registry
-    wrapper = Wrapper({
-        "NAME": ":memory:", "ENGINE": "django.db.backends.sqlite3", "CONN_MAX_AGE": None,
-        "CONN_HEALTH_CHECKS": True, "AUTOCOMMIT": True, "ATOMIC_REQUESTS": False, "OPTIONS": {},
-        "TIME_ZONE": None, "USER": "", "PASSWORD": "", "HOST": "", "PORT": "", "TEST": {},
-    })
+    wrapper = Wrapper(dict(SQLITE_SETTINGS))
     yield wrapper
     wrapper.close()
     django_db_blocker.restore()
@@ -130,12 +133,7 @@ def test_after_any_database_error_every_connection_is_pinged_again(django_db_blo
     """Another thread's connection met an error (an outage): this one, though it answered moments
     ago, is pinged before its next use."""
     django_db_blocker.unblock()
-    settings = {
-        "NAME": ":memory:", "ENGINE": "django.db.backends.sqlite3", "CONN_MAX_AGE": None,
-        "CONN_HEALTH_CHECKS": True, "AUTOCOMMIT": True, "ATOMIC_REQUESTS": False, "OPTIONS": {},
-        "TIME_ZONE": None, "USER": "", "PASSWORD": "", "HOST": "", "PORT": "", "TEST": {},
-    }
-    quiet, failing = Wrapper(dict(settings)), Wrapper(dict(settings))
+    quiet, failing = Wrapper(dict(SQLITE_SETTINGS)), Wrapper(dict(SQLITE_SETTINGS))
     try:
         request(quiet)
         request(failing)

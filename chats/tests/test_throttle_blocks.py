@@ -7,16 +7,13 @@ import pytest
 from django.core.cache.backends.locmem import LocMemCache
 
 from chats import throttles
-from chats.tests.test_connection_reuse import PrivateRedis
+from chats.tests.test_connection_reuse import private_redis  # noqa: F401 - the fixture
 from messaging_app.cache import SharedPoolRedisCache
 
 
 @pytest.fixture
-def redis_server(tmp_path):
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+def redis_server(private_redis):  # noqa: F811
+    return private_redis
 
 
 @pytest.fixture
