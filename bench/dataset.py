@@ -284,7 +284,7 @@ def _generate(spec: Spec, log) -> dict:
          gen.now - timedelta(days=60))
         for i, uid in enumerate(user_ids)
     ))
-    _insert(EventStream, ["user"], ((uid,) for uid in user_ids))  # as the app makes one with each user
+    _insert(EventStream, ["user", "last_event_id"], ((uid, 0) for uid in user_ids))  # as the app makes one per user
     log(f"  {n:,} users")
 
     # Regular conversations, in groups of ~BATCH messages, one transaction each.

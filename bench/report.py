@@ -57,6 +57,16 @@ def targets(results: dict) -> list[dict]:
             if value is not None and s["requests"] >= 20:
                 check(f"{s['name']}: new {label} connections per request", value,
                       f"<= {CONNECTIONS_PER_REQUEST}", value <= CONNECTIONS_PER_REQUEST, "serving")
+    fanned = results.get("fanout") or []
+    for f in fanned:
+        n = f"{f['participants']:,}"
+        check(f"fan-out to {n}: lost + duplicated + gaps", f["lost"] + f["duplicated"] + f["gaps"], "0",
+              f["lost"] + f["duplicated"] + f["gaps"] == 0, "fanout")
+    if len(fanned) > 1:  # issue 14: fan-out off the request path
+        small, big = fanned[0], fanned[-1]
+        ratio = big["send_p50_ms"] / small["send_p50_ms"] if small["send_p50_ms"] else float("inf")
+        check(f"send p50, {big['participants']:,} vs {small['participants']:,} participants", ratio, "<= 1.5",
+              ratio <= 1.5, "fanout")
     return checks
 
 
@@ -153,6 +163,24 @@ def markdown(results: dict) -> str:
             f"time, {ws['sockets']} sockets, idle server): p50 {ws['p50_ms']} ms, p99 {ws['p99_ms']} ms, "
             f"max {ws['max_ms']} ms; {ws['missing']} deliveries missing; the send itself: p50 {ws['rest_p50_ms']} ms.",
         ]
+    fanned = results.get("fanout") or []
+    if fanned:
+        lines += [
+            "",
+            f"Fan-out: every participant connected (one socket each), one of them sending "
+            f"{fanned[0]['sends']} messages through REST at a steady rate; delivery is from the start of the "
+            "send to the receipt on each socket (every recipient of every send counted).",
+            "",
+            "| participants | send p50 ms | send p99 ms | delivery p50 ms | delivery p99 ms | delivered | lost | "
+            "duplicated | gaps |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for f in fanned:
+            lines.append(
+                f"| {f['participants']:,} | {f['send_p50_ms']} | {f['send_p99_ms']} | {f['delivery_p50_ms']} | "
+                f"{f['delivery_p99_ms']} | {f['delivered']:,} of {f['expected']:,} | {f['lost']} | "
+                f"{f['duplicated']} | {f['gaps']} |"
+            )
     lines += ["", "Targets: **scenario** (flat pages and tails; `--strict` fails on them), **serving** (issue 13: "
               "against the bare Django view, and new connections per request; `--strict-serving` fails on them "
               "too) and **ping-share** (issue 6's shares of our own ping; shown only: issue 13 made ping itself "

@@ -45,9 +45,9 @@ DB_URL = "mysql://root@127.0.0.1:3306/messaging_bench"
 
 MODES = {
     "full": dict(users=1000, conversations_per_user=20, messages_per_conversation=50, long_messages=1_000_000,
-                 duration=30, warmup=3, ws_sends=300, database_url=DB_URL),
+                 duration=30, warmup=3, ws_sends=300, fanout_sends=20, database_url=DB_URL),
     "quick": dict(users=200, conversations_per_user=20, messages_per_conversation=20, long_messages=100_000,
-                  duration=5, warmup=0, ws_sends=50, database_url=DB_URL + "_quick"),
+                  duration=5, warmup=0, ws_sends=50, fanout_sends=6, database_url=DB_URL + "_quick"),
 }
 # The reference floors: (name, what it is, gunicorn application, gunicorn options beyond gunicorn.conf.py).
 FLOORS = [
@@ -76,7 +76,7 @@ def parse_args() -> argparse.Namespace:
                         help="small dataset (100k-message long conversation), 5 s per scenario")
     for name, kind in [("users", int), ("conversations-per-user", int), ("messages-per-conversation", int),
                        ("long-messages", int), ("duration", int), ("warmup", int), ("ws-sends", int),
-                       ("database-url", str)]:
+                       ("fanout-sends", int), ("database-url", str)]:
         key = name.replace("-", "_")
         parser.add_argument(f"--{name}", type=kind, default=env("BENCH_" + key.upper()),
                             help=f"default {MODES['full'][key]} (quick: {MODES['quick'][key]})")
@@ -90,6 +90,10 @@ def parse_args() -> argparse.Namespace:
                         help="Django settings module of the server and of this process (to try a change)")
     parser.add_argument("--port", type=int, default=int(env("BENCH_PORT", "8765")))
     parser.add_argument("--only", default=env("BENCH_ONLY", ""), help="comma-separated scenarios (floor always runs)")
+    parser.add_argument("--fanout-sizes", default=env("BENCH_FANOUT_SIZES", "2,100,1000"),
+                        help="participants (all connected) of the fan-out conversations; empty: no fan-out run")
+    parser.add_argument("--fanout-rate", type=float, default=float(env("BENCH_FANOUT_RATE", "2")),
+                        help="sends per second into each fan-out conversation")
     parser.add_argument("--fill-only", action="store_true", help="generate (or check) the dataset, then stop")
     parser.add_argument("--no-pin", action="store_true", help="do not pin wrk and the server to separate CPUs")
     parser.add_argument("--no-floors", action="store_true", default=env("BENCH_NO_FLOORS", "") not in ("", "0"),
@@ -580,7 +584,7 @@ def main() -> int:
 
     logging.getLogger("messaging_app.requests").setLevel(logging.WARNING)  # in-process requests: no log lines
 
-    from bench import dataset, report, ws_latency
+    from bench import dataset, fanout, report, ws_latency
     from chats.models import User
 
     ensure_wrk()
@@ -647,6 +651,18 @@ def main() -> int:
             sends=args.ws_sends, sockets=max(2, 2 * args.workers),
         ))
         log(f"  p50 {ws['p50_ms']} ms  p99 {ws['p99_ms']} ms  missing {ws['missing']}")
+        fanned = []
+        if args.fanout_sizes:
+            sizes = [int(n) for n in args.fanout_sizes.split(",")]
+            log(f"Fan-out: {sizes} connected participants, {args.fanout_sends} sends at {args.fanout_rate}/s each")
+            made = fanout.setup(sizes)
+            connection.close()
+            fanned = asyncio.run(fanout.measure(f"http://127.0.0.1:{args.port}", made, args.fanout_sends,
+                                                args.fanout_rate))
+            for row in fanned:
+                log(f"  {row['participants']:>5}: send p50 {row['send_p50_ms']} ms, delivery p50 "
+                    f"{row['delivery_p50_ms']} / p99 {row['delivery_p99_ms']} ms, lost {row['lost']}, "
+                    f"duplicated {row['duplicated']}, gaps {row['gaps']}")
     finally:
         stop_server(server)
         SERVER = None
@@ -677,6 +693,7 @@ def main() -> int:
         "reference": REFERENCE if floors else None,
         "scenarios": measured,
         "websocket": ws,
+        "fanout": fanned,
     }
     results["targets"] = report.targets(results)
     save(results)

@@ -4,9 +4,10 @@ The WebSocket endpoint `/ws/` (protocol in docs/websocket.md).
 A socket authenticates with the browser session cookie (checked against the
 Origin, against cross-site hijacking) or with {"type": "auth", "token": <access
 JWT>} as its first frame, takes one of its user's WS_MAX_SOCKETS_PER_USER slots
-(chats/socket_slots.py), then joins its user's group and receives every event
-of every conversation the user is in (see chats/events.py), until the user's
-credentials are revoked (events.credentials_revoked). Clients may send `typing`
+(chats/socket_slots.py), then registers with this process's live delivery
+(chats/delivery.py) and receives every event of every conversation the user is
+in (see chats/events.py), until the user's credentials are revoked
+(events.credentials_revoked). Clients may send `typing`
 (rate-limited, never stored), `ping`, and `resume` (replay what they missed).
 
 Every event frame carries the `event_id` of the user's stream (chats/stream.py): numbered 1, 2,
@@ -16,10 +17,11 @@ from another process), sends the missing ones from the stream first: the client 
 event once, in order. `resume` starts that from the client's own cursor.
 """
 import asyncio
+import logging
 import time
 from collections import deque
 from urllib.parse import urlsplit
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -29,8 +31,8 @@ from django.utils.http import is_same_domain
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
-from chats import socket_slots, stream
-from chats.events import as_plain_json, user_group
+from chats import delivery, socket_slots, stream
+from chats.events import as_plain_json
 from chats.models import ConversationMembership, User
 from chats.serializers import UserSummarySerializer
 from chats.services import LOGIN_ID_CLAIM, session_login_id
@@ -41,14 +43,18 @@ CLOSE_BAD_FRAME = 4400  # not JSON, or not an object with a "type", before authe
 CLOSE_UNAUTHORIZED = 4401  # missing, invalid or expired credentials, or none in time; or revoked since
 CLOSE_TOO_MANY_SOCKETS = 4409  # the user already has WS_MAX_SOCKETS_PER_USER sockets open
 CLOSE_RATE_LIMITED = 4429  # kept sending typing frames far faster than allowed
+CLOSE_TOO_SLOW = 4408  # stopped reading: events waited too long, or too many; resume on a new socket
 
-# channels-redis forgets group members after a day (group_expiry); re-join well before.
-GROUP_REFRESH_SECONDS = 3600
+logger = logging.getLogger(__name__)
 TYPING_INTERVAL = 3.0  # seconds between typing events per conversation per socket
 # Dropped typing frames (too early, or for a conversation that is not yours) tolerated
 # within TYPING_FLOOD_WINDOW seconds before the socket is closed with 4429.
 TYPING_DROPS_BEFORE_CLOSE = 50
 TYPING_FLOOD_WINDOW = 10.0
+# Seconds after auth.ok during which live events wait for the client's first frame: a client
+# that resumes sends it at once, and its replay then comes before any live event (no event
+# sent live first and again by the replay, out of order).
+RESUME_GRACE_SECONDS = 1.0
 # Events read from the stream per query when catching up.
 CATCH_UP_BATCH = 100
 
@@ -58,15 +64,23 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self):
         self.user = None
+        self.user_hex = ""
+        # Names this socket's slot (socket_slots) across processes.
+        self.socket_id = uuid4().hex
+        self.loop = asyncio.get_running_loop()
         # The login this socket authenticated with: its JWT's login_id claim, or its browser session.
         self.login_id: str | None = None
         self.typing_sent: dict[UUID, float] = {}
         self.typing_drops: deque[float] = deque()
-        self.auth_deadline = None
-        self.keep_alive = None
+        self.auth_deadline = self.keep_alive = self.pump = None
         # The event_id of the last event this socket sent (or the stream's position when it
         # authenticated): the next one it sends is position + 1.
         self.position = 0
+        # What live delivery handed this socket (delivery.push), sent in order by self.pump;
+        # `sending` serialises that with resume, so self.position never changes under a send.
+        self.inbox: asyncio.Queue = asyncio.Queue()
+        self.sending = asyncio.Lock()
+        self.too_slow = False
         await self.accept()
         session_user = self.scope.get("user")
         if session_user is not None and session_user.is_authenticated and self._origin_allowed():
@@ -76,12 +90,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self.auth_deadline = asyncio.create_task(self._close_if_not_authenticated())
 
     async def disconnect(self, code):
-        for task in (self.auth_deadline, self.keep_alive):
+        for task in (self.auth_deadline, self.keep_alive, self.pump):
             if task is not None:
                 task.cancel()
         if self.user is not None:
-            await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
-            await socket_slots.release(self.user.pk, self.channel_name)
+            delivery.unregister(self)
+            await socket_slots.release(self.user.pk, self.socket_id)
 
     async def _close_if_not_authenticated(self):
         await asyncio.sleep(settings.WS_AUTH_TIMEOUT)
@@ -135,33 +149,70 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def _authenticated(self, user: User, login_id: str | None = None):
         if self.auth_deadline is not None:
             self.auth_deadline.cancel()
-        if not await socket_slots.claim(user.pk, self.channel_name):
+        if not await socket_slots.claim(user.pk, self.socket_id):
             await self.close(code=CLOSE_TOO_MANY_SOCKETS)
             return
-        self.user, self.login_id = user, login_id
-        # In the group first, then the position: an event committed in between comes live, or
+        self.user, self.user_hex, self.login_id = user, user.pk.hex, login_id
+        # Registered first, then the position: an event committed in between comes live, or
         # is before the position (and in whatever state the client loads next).
-        await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
+        delivery.register(self)
         self.position = await database_sync_to_async(stream.position)(user.pk)
         self.keep_alive = asyncio.create_task(self._keep_alive())
+        self.started = asyncio.Event()
+        self.loop.call_later(RESUME_GRACE_SECONDS, self.started.set)
+        self.pump = asyncio.create_task(self._pump())
         await self.send_json({"type": "auth.ok", "user_id": str(user.pk), "last_event_id": self.position})
 
     async def _keep_alive(self):
         """
-        Renews the socket's slot, so it does not lapse, and its group membership, so it does not
-        expire; and asks for a stream check, so an event the live layer lost is sent within
-        RENEW_SECONDS even when no later event comes to reveal the gap.
+        Renews the socket's slot, so it does not lapse, and asks for a stream check, so an event
+        the live path lost is sent within RENEW_SECONDS even when no later event comes to reveal
+        the gap.
         """
-        since_group_add = 0.0
         while True:
             await asyncio.sleep(socket_slots.RENEW_SECONDS)
-            # Through the consumer's own queue: handled between its other messages, never beside one.
-            await self.channel_layer.send(self.channel_name, {"type": "stream.check"})
-            await socket_slots.renew(self.user.pk, self.channel_name)
-            since_group_add += socket_slots.RENEW_SECONDS
-            if since_group_add >= GROUP_REFRESH_SECONDS:
-                await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
-                since_group_add = 0.0
+            self.push(delivery.CHECK)
+            await socket_slots.renew(self.user.pk, self.socket_id)
+
+    # --- what live delivery hands this socket (chats/delivery.py) --------------------------
+    def push(self, item) -> None:
+        """On this socket's loop: queue a live item; a socket that lets them pile up is closed."""
+        if self.too_slow:
+            return
+        if self.inbox.qsize() >= settings.WS_MAX_PENDING_EVENTS:
+            self._stopped_reading(f"{self.inbox.qsize()} events waiting")
+            return
+        self.inbox.put_nowait(item)
+
+    async def _pump(self):
+        await self.started.wait()
+        while True:
+            item = await self.inbox.get()
+            async with self.sending:
+                if item is delivery.CHECK:
+                    if await database_sync_to_async(stream.position)(self.user.pk) > self.position:
+                        await self._catch_up()
+                elif item[0] == "revoke":
+                    await self._revoked(item[1])
+                else:
+                    await self._live_event(*item)
+
+    async def send_json(self, content, close=False):
+        """Every frame: a client that does not take one within WS_SEND_TIMEOUT seconds has stopped reading."""
+        if self.too_slow:
+            return
+        try:
+            await asyncio.wait_for(super().send_json(content, close), settings.WS_SEND_TIMEOUT)
+        except TimeoutError:
+            self._stopped_reading(f"a frame not taken in {settings.WS_SEND_TIMEOUT:g}s")
+
+    def _stopped_reading(self, why: str) -> None:
+        """Closed with 4408: the client resumes from its last event_id on a new socket."""
+        self.too_slow = True
+        delivery.unregister(self)
+        delivery.count_dropped_socket()
+        logger.warning("Closed a WebSocket of user %s that stopped reading (%s).", self.user_hex, why)
+        asyncio.ensure_future(self.close(code=CLOSE_TOO_SLOW))
 
     # --- frames from the client ----------------------------------------------------------
     async def receive(self, text_data=None, bytes_data=None):
@@ -186,9 +237,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             user, login_id = await self._user_from_token(content.get("token"))
             if user is None:
                 await self.close(code=CLOSE_UNAUTHORIZED)
-            else:
-                await self._authenticated(user, login_id)
-        elif kind == "typing":
+                return
+            await self._authenticated(user, login_id)
+            if self.user is not None and "since" in content:  # resumed with no window for a live event
+                await self._resume(content["since"])
+                self.started.set()
+            return
+        try:
+            await self._client_frame(kind, content)
+        finally:
+            self.started.set()  # live events go out from now (after a replay, if this was `resume`)
+
+    async def _client_frame(self, kind: str, content: dict):
+        if kind == "typing":
             await self._typing(content.get("conversation_id"))
         elif kind == "ping":
             await self.send_json({"type": "pong"})
@@ -236,8 +297,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             "conversation_id": str(conversation_id),
             "user": as_plain_json(UserSummarySerializer(self.user).data),
         }
-        for user_id in others:
-            await self.channel_layer.group_send(user_group(user_id), {"type": "chat.event", "payload": payload})
+        await delivery.apublish(delivery.batches([(payload, dict.fromkeys(others))]))
 
     async def _typing_dropped(self, now: float):
         self.typing_drops.append(now)
@@ -261,17 +321,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(since, int) or isinstance(since, bool) or since < 0:
             await self._error("invalid", '"since" must be an event_id: an integer, 0 or more.')
             return
-        try:
-            await database_sync_to_async(stream.check_cursor)(self.user.pk, since)
-        except stream.CursorAhead as exc:
-            await self._error("cursor_ahead", str(exc))
-            return
-        except stream.CursorExpired:
-            await self._cursor_expired()
-            return
-        self.position = since
-        await self._catch_up()
-        await self.send_json({"type": "resumed", "last_event_id": self.position})
+        async with self.sending:
+            try:
+                await database_sync_to_async(stream.check_cursor)(self.user.pk, since)
+            except stream.CursorAhead as exc:
+                await self._error("cursor_ahead", str(exc))
+                return
+            except stream.CursorExpired:
+                await self._cursor_expired()
+                return
+            self.position = since
+            await self._catch_up()
+            await self.send_json({"type": "resumed", "last_event_id": self.position})
 
     async def _catch_up(self):
         """Send, from the stream, every event after self.position that has committed."""
@@ -301,17 +362,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             "last_event_id": self.position,
         })
 
-    async def stream_check(self, event):
-        """Anything committed to the stream that this socket has not sent (lost by the live layer)."""
-        if await database_sync_to_async(stream.position)(self.user.pk) > self.position:
-            await self._catch_up()
-
-    # --- events from the channel layer ---------------------------------------------------
-    # Channels hands a consumer one message at a time (these and the client's frames), so
-    # self.position never changes under a handler's feet.
-    async def chat_event(self, event):
-        frame = event["payload"]
-        event_id = frame.get("event_id")
+    # Live items are sent by self.pump under self.sending, one at a time, so self.position
+    # never changes under a handler's feet.
+    async def _live_event(self, frame: dict, event_id: int | None):
         if event_id is None:  # ephemeral (typing): not part of the stream
             await self.send_json(frame)
             return
@@ -324,9 +377,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(frame)
         self.position = event_id
 
-    async def credentials_revoked(self, event):
+    async def _revoked(self, login_id: str | None):
         """Password changed, account deactivated or deleted (login_id None), or this login logged out."""
-        if event["login_id"] is None or event["login_id"] == self.login_id:
-            # Out of the group first: no event may follow the close.
-            await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+        if login_id is None or login_id == self.login_id:
+            delivery.unregister(self)  # no event may follow the close
             await self.close(code=CLOSE_UNAUTHORIZED)

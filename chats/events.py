@@ -1,16 +1,15 @@
 """
 Real-time events. Services call these while they write (see `atomic` below): the
 events are recorded in each recipient's stream (chats/stream.py: numbered with
-`event_id`, stored in the same transaction), then, after commit, handed to the
-channel layer group of each recipient ("user.<hex id>"), which every socket of
-theirs joins.
+`event_id`, stored in the same transaction), then, after commit, published once to
+every server process, which hands them to its sockets of the recipients
+(chats/delivery.py).
 
 Frames have the shapes the REST API returns: {"type", "conversation_id", ...,
-"event_id"}. Live delivery may still fail (a channel layer outage, a full
-queue): the stream has every event, and sockets and clients catch up from it
+"event_id"}. Live delivery may still fail (a Redis outage, a socket that stopped
+reading): the stream has every event, and sockets and clients catch up from it
 (chats/consumers.py; GET /api/events/?since=).
 """
-import asyncio
 import functools
 import json
 import logging
@@ -18,12 +17,10 @@ import threading
 from collections.abc import Callable, Iterable
 from uuid import UUID
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 from rest_framework.renderers import JSONRenderer
 
-from chats import stream
+from chats import delivery, stream
 from chats.models import Message
 from chats.selectors import conversation_list_for_user, member_ids
 from chats.serializers import ConversationSerializer, message_representation
@@ -31,63 +28,9 @@ from chats.serializers import ConversationSerializer, message_representation
 logger = logging.getLogger(__name__)
 
 
-def user_group(user_id: UUID) -> str:
-    return f"user.{user_id.hex}"
-
-
 def as_plain_json(data) -> dict:
     # Exactly what the REST API would render (UUIDs and datetimes as strings).
     return json.loads(JSONRenderer().render(data))
-
-
-class _LoopSender:
-    """
-    Channel-layer sends of a process whose HTTP requests run in threads beside its event loop
-    (messaging_app/wsgi_pool.py): queued to that loop and made there, one after another in the
-    order they were queued, with the loop's Redis connections. The request does not wait for
-    the fan-out, and no send opens a connection (async_to_sync would run each in a new loop).
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.queue = asyncio.Queue()
-        self.task = loop.create_task(self._drain())
-
-    def submit(self, make_coroutine) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, make_coroutine)
-
-    async def _drain(self) -> None:
-        while True:
-            make_coroutine = await self.queue.get()
-            try:
-                await make_coroutine()
-            except Exception:
-                logger.warning("A live event could not be handed to the channel layer", exc_info=True)
-
-
-_loop_sender: _LoopSender | None = None
-
-
-def deliver_from(loop: asyncio.AbstractEventLoop) -> None:
-    """Called on the serving event loop: later sends from other threads of this process go through it."""
-    global _loop_sender
-    if _loop_sender is None or _loop_sender.loop is not loop:
-        _loop_sender = _LoopSender(loop)
-
-
-def _on_layer(make_coroutine) -> None:
-    sender = _loop_sender
-    if sender is not None and sender.loop.is_running() and not _in_loop(sender.loop):
-        sender.submit(make_coroutine)
-    else:
-        async_to_sync(make_coroutine)()
-
-
-def _in_loop(loop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
 
 
 # --- events of the user streams (chats/stream.py) ----------------------------------------
@@ -145,21 +88,9 @@ def _record(intents: list) -> None:
         transaction.on_commit(lambda: deliver(numbered), robust=True)
 
 
-def deliver(numbered: list[tuple[UUID, dict]]) -> None:
-    """Numbered frames to their recipients' sockets, each recipient's in order."""
-    layer = get_channel_layer()
-    by_user: dict[UUID, list[dict]] = {}
-    for user_id, frame in numbered:
-        by_user.setdefault(user_id, []).append(frame)
-
-    async def send_all():  # recipients concurrently, each one's frames in order
-        async def to(user_id, frames):
-            for frame in frames:
-                await layer.group_send(user_group(user_id), {"type": "chat.event", "payload": frame})
-
-        await asyncio.gather(*(to(user_id, frames) for user_id, frames in by_user.items()))
-
-    _on_layer(send_all)
+def deliver(numbered: list[tuple[dict, dict[UUID, int]]]) -> None:
+    """Numbered frames (stream.record) to their recipients' sockets in every process: one publish."""
+    delivery.publish(delivery.batches(numbered))
 
 
 def message_changed(event_type: str, message: Message) -> None:
@@ -227,9 +158,5 @@ def credentials_revoked(user_id: UUID, *, login_id: str | None = None) -> None:
     (the login_id claim of its tokens) when `login_id` is given, else every one of them.
     Sockets hold no credentials once authenticated, so this is what ends them.
     """
-    message = {"type": "credentials.revoked", "login_id": login_id}
-
-    async def revoke():
-        await get_channel_layer().group_send(user_group(user_id), message)
-
-    transaction.on_commit(lambda: _on_layer(revoke), robust=True)
+    message = {"revoke": user_id.hex, "login_id": login_id}
+    transaction.on_commit(lambda: delivery.publish(message), robust=True)

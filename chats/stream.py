@@ -37,27 +37,39 @@ class CursorAhead(Exception):
     """A cursor past the stream's position: no such event was ever sent to this user."""
 
 
-def record(frames: Iterable[tuple[UUID, dict]]) -> list[tuple[UUID, dict]]:
+def record(frames: Iterable[tuple[UUID, dict]]) -> list[tuple[dict, dict[UUID, int]]]:
     """
     Number and store frames (recipient, frame) inside the current transaction; each recipient's
-    frames in the order given. Returns them with their `event_id`, ready to deliver after commit.
-    A recipient deleted earlier in the transaction gets none.
+    frames in the order given. Returns them ready to deliver after commit, as runs of one frame
+    (the same object given for several recipients in a row) with each recipient's `event_id`:
+    [(frame, {user_id: event_id})]. A recipient deleted earlier in the transaction gets none.
     """
-    by_user: dict[UUID, list[dict]] = defaultdict(list)
+    runs: list[tuple[dict, dict[UUID, None]]] = []  # (frame, its recipients, in order)
     for user_id, frame in frames:
-        by_user[user_id].append(frame)
-    if not by_user:
+        if runs and runs[-1][0] is frame and user_id not in runs[-1][1]:
+            runs[-1][1][user_id] = None
+        else:
+            runs.append((frame, {user_id: None}))
+    if not runs:
         return []
-    first = _take_numbers({user_id: len(user_frames) for user_id, user_frames in by_user.items()})
+    counts: dict[UUID, int] = defaultdict(int)
+    for _frame, user_ids in runs:
+        for user_id in user_ids:
+            counts[user_id] += 1
+    next_id = _take_numbers(counts)
     numbered, rows = [], []
     now = timezone.now()
-    for user_id, user_frames in by_user.items():
-        if user_id not in first:  # deleted in this same transaction: no stream to write to
-            continue
-        for offset, frame in enumerate(user_frames):
-            frame = {**frame, "event_id": first[user_id] + offset}
-            numbered.append((user_id, frame))
-            rows.append(Event(user_id=user_id, event_id=frame["event_id"], frame=frame, created_at=now))
+    for frame, user_ids in runs:
+        recipients = {}
+        for user_id in user_ids:
+            if user_id not in next_id:  # deleted in this same transaction: no stream to write to
+                continue
+            recipients[user_id] = event_id = next_id[user_id]
+            next_id[user_id] = event_id + 1
+            frame_of_theirs = {**frame, "event_id": event_id}
+            rows.append(Event(user_id=user_id, event_id=event_id, frame=frame_of_theirs, created_at=now))
+        if recipients:
+            numbered.append((frame, recipients))
     Event.objects.bulk_create(rows)
     return numbered
 

@@ -17,7 +17,6 @@ django_wsgi_app = get_wsgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from chats import events  # noqa: E402
 from chats.routing import websocket_urlpatterns  # noqa: E402
 from messaging_app.limits import limit_request_body  # noqa: E402
 from messaging_app.wsgi_pool import WSGIThreadPool  # noqa: E402
@@ -25,8 +24,7 @@ from messaging_app.wsgi_pool import WSGIThreadPool  # noqa: E402
 application = ProtocolTypeRouter(
     {
         # Bodies counted as they are read (chunked ones too): 413 past MAX_REQUEST_BODY_BYTES.
-        # Channel-layer sends of the pool's threads are made on the serving loop.
-        "http": limit_request_body(WSGIThreadPool(django_wsgi_app, on_loop=events.deliver_from)),
+        "http": limit_request_body(WSGIThreadPool(django_wsgi_app)),
         # Session auth for browsers; the consumer checks the Origin before trusting the cookie.
         "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }

@@ -396,31 +396,16 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Real-time delivery (WebSockets) ------------------------------------------------
-# REDIS_URL (e.g. redis://127.0.0.1:6379/0) shares events across processes and pods;
-# without it, events stay inside one process (fine for `make run`).
+# REDIS_URL (e.g. redis://127.0.0.1:6379/0) shares events across processes and pods: each
+# write publishes once on LIVE_CHANNEL, and every process hands that to its own sockets
+# (chats/delivery.py). Without it, events stay inside one process (fine for `make run`).
 REDIS_URL = env.str("REDIS_URL", default="")
-# The layer waits on Redis in blocking reads (BZPOPMIN, up to its own timeout) and opens a
-# connection per concurrent operation. redis-py 8 changed two defaults under it: a 5 s socket
-# read timeout, which cut those reads and closed idle WebSockets, and a pool capped at 100
-# connections that raises instead of waiting, which failed deliveries under load. Both are set
-# back here: no read timeout (connecting still gives up after 5 s), and no practical cap.
-CHANNEL_LAYER_HOST = {
-    "address": REDIS_URL,
-    "socket_timeout": None,
-    "socket_connect_timeout": 5,
-    "max_connections": 2**31,
-}
-CHANNEL_LAYERS = {
-    "default": (
-        # A socket's queue holds 1,000 events (channels-redis: 100) before the layer drops any.
-        {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [CHANNEL_LAYER_HOST], "capacity": 1000},
-        }
-        if REDIS_URL
-        else {"BACKEND": "channels.layers.InMemoryChannelLayer"}
-    )
-}
+# The Redis pub/sub channel of live delivery: deployments sharing one Redis keep their own.
+LIVE_CHANNEL = env.str("LIVE_CHANNEL", default="messaging:live")
+# A socket that stops reading is closed with 4408 (its client resumes from its last event_id):
+# when a frame waits WS_SEND_TIMEOUT seconds to be taken, or WS_MAX_PENDING_EVENTS events wait.
+WS_SEND_TIMEOUT = env.float("WS_SEND_TIMEOUT", default=30.0)
+WS_MAX_PENDING_EVENTS = env.int("WS_MAX_PENDING_EVENTS", default=1000)
 # Days each user's events are kept for replay (GET /api/events/?since=, the socket's resume):
 # older ones are deleted by `manage.py prune_events`, and a cursor before them is answered 410.
 EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=7)
@@ -447,7 +432,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {
         "request_id": {"()": "messaging_app.request_log.RequestIdFilter"},
-        "live_layer_drops": {"()": "chats.live_layer.LiveLayerDrops"},
     },
     "formatters": {
         # Control characters from requests are escaped: one record, one line (request_log.py).
@@ -477,7 +461,5 @@ LOGGING = {
         # daphne's access log under `runserver` (its 5xx lines too) and its start-up chatter.
         "django.channels.server": {"level": "CRITICAL"},
         "daphne.server": {"level": "WARNING"},
-        # Events the channel layer dropped (a socket's queue full): a counted WARNING (chats/live_layer.py).
-        "channels_redis.core": {"level": "INFO", "filters": ["live_layer_drops"]},
     },
 }

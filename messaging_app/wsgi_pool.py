@@ -118,11 +118,8 @@ class WSGIThreadPool:
     """An ASGI application serving HTTP through `wsgi_app` on HTTP_THREADS threads."""
 
     def __init__(self, wsgi_app, threads: int = HTTP_THREADS, timeout: float = HTTP_REQUEST_TIMEOUT,
-                 readyz_timeout: float = READYZ_TIMEOUT, on_loop=None) -> None:
-        """`on_loop(loop)` is called with the serving event loop once it serves (chats.events.deliver_from)."""
+                 readyz_timeout: float = READYZ_TIMEOUT) -> None:
         self.app = wsgi_app
-        self.on_loop = on_loop
-        self._loop = None
         self.threads = threads
         self.timeout = timeout
         self.readyz_timeout = readyz_timeout
@@ -155,10 +152,6 @@ class WSGIThreadPool:
         if scope["type"] != "http":
             raise ValueError(f"WSGIThreadPool serves HTTP only, not {scope['type']!r}")
         loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            self._loop = loop
-            if self.on_loop is not None:
-                self.on_loop(loop)
         if scope["path"] == "/healthz":
             return await self._answer(send, 200, {"status": "ok"})
         body = await read_body(receive)

@@ -5,13 +5,9 @@ the stored counters equal to what the rows say, keeps the API's timelines whole,
 the edit history, and sends the events the API would. What the admin refuses answers
 with a message on the page and changes nothing.
 """
-import asyncio
-
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import channel_layers, get_channel_layer
 
-from chats import events, services
+from chats import delivery, services
 from chats.models import Conversation, ConversationMembership, Message, MessageEdit, User
 from chats.tests.factories import UserFactory, make_conversation, send
 
@@ -19,37 +15,50 @@ pytestmark = pytest.mark.django_db
 
 
 # --- helpers -----------------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def fresh_channel_layer():
-    """A new in-memory layer per test, so each test sees only its own events."""
-    channel_layers.backends.clear()
-    yield
-    channel_layers.backends.clear()
+class _Inline:
+    """Stands in for a socket's event loop: what live delivery hands over is taken at once."""
+
+    @staticmethod
+    def is_closed() -> bool:
+        return False
+
+    @staticmethod
+    def call_soon_threadsafe(callback, *args) -> None:
+        callback(*args)
 
 
 class EventRecorder:
-    """Listens on the per-user groups the services send to; read once, after the request."""
+    """A socket per user in this process's live delivery (chats/delivery.py); read after the request."""
 
     def __init__(self, *users):
-        self.layer = get_channel_layer()
-        self.channels = {}
+        self.received = {}
         for user in users:
-            channel = async_to_sync(self.layer.new_channel)()
-            async_to_sync(self.layer.group_add)(events.user_group(user.pk), channel)
-            self.channels[user] = channel
+            socket = _RecordingSocket(user)
+            delivery.register(socket)
+            self.received[user] = socket
 
     def types(self) -> dict:
         """{user: [event type, ...]} for everything delivered so far."""
+        return {user: [frame["type"] for frame, _ in socket.items] for user, socket in self.received.items()}
 
-        async def drain(channel):
-            frames = []
-            while True:
-                try:
-                    frames.append(await asyncio.wait_for(self.layer.receive(channel), 0.05))
-                except asyncio.TimeoutError:
-                    return [frame["payload"]["type"] for frame in frames]
 
-        return {user: async_to_sync(drain)(channel) for user, channel in self.channels.items()}
+class _RecordingSocket:
+    loop = _Inline()
+
+    def __init__(self, user):
+        self.user_hex = user.pk.hex
+        self.items = []
+
+    def push(self, item):
+        self.items.append(item)
+
+
+@pytest.fixture(autouse=True)
+def fresh_live_delivery():
+    """Each test sees only its own sockets' events."""
+    delivery._sockets.clear()
+    yield
+    delivery._sockets.clear()
 
 
 @pytest.fixture

@@ -4,22 +4,19 @@ the change's transaction, replayed exactly by GET /api/events/?since= and by the
 `resume` frame, and filled in by a live socket that sees a gap.
 """
 import asyncio
-import logging
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from channels.layers import get_channel_layer
 
-from chats import events, services, socket_slots, stream
-from chats.live_layer import LiveLayerDrops
+from chats import delivery, events, services, socket_slots, stream
 from chats.models import Event, EventStream
 from chats.tests.factories import UserFactory, make_conversation, send
 from chats.tests.test_realtime import (  # noqa: F401 - fixtures
     TIMEOUT,
     assert_silent,
     db,
-    fresh_channel_layer,
+    fresh_live_delivery,
     receive,
     rest,
     ws,
@@ -173,7 +170,7 @@ async def test_resume_replays_what_was_missed_then_goes_on_live(ws):  # noqa: F8
     seen = await position(bob)
     for i in range(3):  # while bob is away
         await db(send)(conversation, alice, f"missed {i}")
-    socket = await ws.login(bob)
+    socket = await ws.login(bob, live=False)
     await socket.send_json_to({"type": "resume", "since": seen})
     replayed = [await receive(socket) for _ in range(3)]
     assert [f["event_id"] for f in replayed] == [seen + 1, seen + 2, seen + 3]
@@ -192,7 +189,7 @@ async def test_resume_while_events_are_produced_has_no_gap_and_no_duplicate(ws):
     seen = await position(bob)
     for i in range(5):
         await db(send)(conversation, alice, f"before {i}")
-    socket = await ws.login(bob)
+    socket = await ws.login(bob, live=False)
 
     async def keep_sending():
         for i in range(10):
@@ -213,13 +210,13 @@ async def test_resume_while_events_are_produced_has_no_gap_and_no_duplicate(ws):
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 async def test_a_live_socket_fills_a_gap_from_the_stream(ws):  # noqa: F811
-    """An event the channel layer never delivered: the next one that arrives brings it along."""
+    """An event live delivery never brought: the next one that arrives brings it along."""
     alice, bob, conversation = await make_pair()
     socket = await ws.login(bob)
     start = await position(bob)
     delivered = []
     original = events.deliver
-    events.deliver = lambda numbered: delivered.append(numbered)  # the layer loses this one
+    events.deliver = lambda numbered: delivered.append(numbered)  # live delivery loses this one
     try:
         await db(send)(conversation, alice, "lost live")
     finally:
@@ -230,7 +227,7 @@ async def test_a_live_socket_fills_a_gap_from_the_stream(ws):  # noqa: F811
     assert (first["event_id"], first["message"]["message_body"]) == (start + 1, "lost live")
     assert (second["event_id"], second["message"]["message_body"]) == (start + 2, "delivered")
     # A late duplicate of an event already sent is dropped.
-    await get_channel_layer().group_send(f"user.{bob.pk.hex}", {"type": "chat.event", "payload": first})
+    delivery.dispatch(delivery.batches([(first, {bob.pk: first["event_id"]})]))
     await assert_silent(socket)
 
 
@@ -261,37 +258,11 @@ async def test_a_lost_last_event_still_arrives_at_the_next_stream_check(ws, monk
     alice, bob, conversation = await make_pair()
     socket = await ws.login(bob)
     start = await position(bob)
-    monkeypatch.setattr(events, "deliver", lambda numbered: None)  # the live layer loses everything
+    monkeypatch.setattr(events, "deliver", lambda numbered: None)  # live delivery loses everything
     await db(send)(conversation, alice, "only in the stream")
     frame = await receive(socket, timeout=2)
     assert (frame["event_id"], frame["message"]["message_body"]) == (start + 1, "only in the stream")
     await assert_silent(socket, timeout=0.5)  # and only once
-
-
-@pytest.mark.asyncio
-async def test_events_the_live_layer_drops_are_counted_warnings(tmp_path, caplog):
-    """channels-redis's own INFO line for a full socket queue becomes a WARNING with a running count."""
-    from channels_redis.core import RedisChannelLayer
-
-    from chats.tests.test_connection_reuse import PrivateRedis
-
-    server = PrivateRedis(tmp_path)
-    server.start()
-    try:
-        layer = RedisChannelLayer(hosts=[f"redis://127.0.0.1:{server.port}/0"], capacity=1)
-        channel = await layer.new_channel()
-        await layer.group_add("user.x", channel)
-        before = LiveLayerDrops.count
-        with caplog.at_level(logging.INFO, logger="channels_redis.core"):
-            for n in range(3):  # nobody reads the channel: the 2nd and 3rd do not fit
-                await layer.group_send("user.x", {"type": "chat.event", "payload": {"n": n}})
-        dropped = [r for r in caplog.records if r.name == "channels_redis.core" and "over capacity" in r.getMessage()]
-        assert [r.levelname for r in dropped] == ["WARNING", "WARNING"]
-        assert LiveLayerDrops.count == before + 2
-        assert f"so far: {before + 2}" in dropped[-1].getMessage()
-        await layer.flush()
-    finally:
-        server.stop()
 
 
 @pytest.mark.django_db

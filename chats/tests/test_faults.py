@@ -93,7 +93,7 @@ def sent_events(monkeypatch):
     """Every event handed to the channel layer (they go out only after a commit)."""
     sent = []
     monkeypatch.setattr(  # each delivery's kinds of event, in order (one frame per recipient)
-        events, "deliver", lambda numbered: sent.extend(dict.fromkeys(frame["type"] for _, frame in numbered))
+        events, "deliver", lambda numbered: sent.extend(dict.fromkeys(frame["type"] for frame, _ in numbered))
     )
     return sent
 

@@ -19,7 +19,6 @@ import pytest
 import pytest_asyncio
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.db import database_sync_to_async
-from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -29,7 +28,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from chats import consumers, services
+from chats import consumers, delivery, services
 from chats.models import Conversation, ConversationMembership, Message, MessageEdit
 from chats.serializers import ConversationSerializer, MessageSerializer
 from chats.tests.factories import PASSWORD, UserFactory, make_conversation, send
@@ -60,11 +59,16 @@ class Sockets:
         assert connected, "the server refused the WebSocket handshake"
         return socket
 
-    async def login(self, user) -> WebsocketCommunicator:
-        """A socket authenticated with an access JWT as its first frame."""
+    async def login(self, user, *, live: bool = True) -> WebsocketCommunicator:
+        """
+        A socket authenticated with an access JWT as its first frame. live: then a ping, so live
+        events flow at once (else they wait RESUME_GRACE_SECONDS for a client frame: `resume`).
+        """
         socket = await self.open()
         await socket.send_json_to({"type": "auth", "token": str(AccessToken.for_user(user))})
         assert_auth_ok(await receive(socket), user)
+        if live:
+            await assert_open(socket)
         return socket
 
     async def close_all(self) -> None:
@@ -98,11 +102,11 @@ async def ws():
 
 
 @pytest.fixture(autouse=True)
-def fresh_channel_layer():
-    """A new in-memory layer per test: no group or queue outlives its test's event loop."""
-    channel_layers.backends.clear()
+def fresh_live_delivery():
+    """No socket registered with live delivery outlives its test's event loop."""
+    delivery._sockets.clear()
     yield
-    channel_layers.backends.clear()
+    delivery._sockets.clear()
 
 
 async def receive(socket: WebsocketCommunicator, timeout: float = TIMEOUT) -> dict:

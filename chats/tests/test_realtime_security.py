@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 db = database_sync_to_async
 ws = realtime.ws  # fixture: sockets closed after each test
-fresh_channel_layer = realtime.fresh_channel_layer  # autouse fixture: a new in-memory layer per test
+fresh_live_delivery = realtime.fresh_live_delivery  # autouse fixture: a new in-memory layer per test
 NEW_PASSWORD = "a-brand-new-passphrase-42"
 
 

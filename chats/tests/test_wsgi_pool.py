@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-from chats import events
 from messaging_app.wsgi_pool import WSGIThreadPool, environ_from_scope
 
 
@@ -148,29 +147,6 @@ def test_a_streaming_response_is_sent_chunk_by_chunk_and_closed():
     assert status == 200 and body == b"one,two"
     assert [m.get("more_body", False) for m in sent[1:]] == [True, False]  # small chunks travel together
     assert closed and closed[0].startswith("http")
-
-
-def test_channel_layer_sends_from_pool_threads_are_made_on_the_loop_in_order():
-    made = []
-
-    def app(environ, start_response):
-        for number in range(5):
-            async def emit(number=number):
-                made.append((number, threading.current_thread() is threading.main_thread()))
-                await asyncio.sleep(0.01 * (5 - number))  # later ones would overtake if run concurrently
-            events._on_layer(emit)
-        start_response("200 OK", [("Content-Type", "application/json")])
-        return [b"{}"]
-
-    async def scenario():
-        await request(WSGIThreadPool(app, threads=1, on_loop=events.deliver_from), scope())
-        await asyncio.sleep(0.3)
-
-    try:
-        asyncio.run(scenario())
-    finally:
-        events._loop_sender = None
-    assert made == [(n, True) for n in range(5)]
 
 
 @pytest.mark.django_db

@@ -1,0 +1,244 @@
+"""
+Live delivery: frames to the sockets that are open, in every server process, with one Redis
+PUBLISH per write whatever the number of recipients.
+
+Every serving process subscribes to one Redis channel (LIVE_CHANNEL) and keeps in memory which
+of its sockets belong to which user (`register`). A write publishes, after commit, one message,
+a list of batches, each one frame and its recipients:
+
+    [{"frame": {...}, "to": {"<user hex>": <event_id>, ...}}, ...]
+
+(`event_id` null for ephemeral frames: typing), and each process hands the frame, with each
+recipient's event_id, to its own sockets of those users, in the order published. A message to a
+1,000-member conversation is one PUBLISH of about 40 KB, where a channel layer makes one
+operation per recipient. Other messages: {"revoke": "<user hex>", "login_id": ...} closes a
+user's sockets (events.credentials_revoked).
+
+Pub/sub keeps nothing: a message published while a process is not subscribed (Redis
+restarting, the subscription reconnecting) never reaches it. The stream (chats/stream.py) has
+every event; so every socket of a process checks its stream when the subscription (re)starts,
+and every socket_slots.RENEW_SECONDS (chats/consumers.py). The live path only makes it fast.
+
+Without REDIS_URL there is one process, and publishing hands the message to its sockets directly.
+"""
+import asyncio
+import logging
+import threading
+import weakref
+from collections.abc import Iterable
+from typing import Protocol
+
+import orjson
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+# Seconds between two attempts to (re)subscribe after the subscription failed.
+RESUBSCRIBE_SECONDS = 1.0
+# Seconds of silence on the subscription before it is checked with a PING (a half-open connection).
+SUBSCRIPTION_PING_SECONDS = 15.0
+
+
+class Socket(Protocol):
+    """What a socket gives the registry (chats.consumers.ChatConsumer): its loop, and `push`, called on it."""
+
+    loop: asyncio.AbstractEventLoop
+    user_hex: str
+
+    def push(self, item) -> None:
+        """item: (frame, event_id or None), CHECK, or revoke_item(login_id)."""
+
+
+# Messages a socket's push() receives besides (frame, event_id):
+CHECK = ("check",)  # compare with the stream: something may have been missed
+
+
+def revoke_item(login_id):
+    return ("revoke", login_id)
+
+
+# user hex -> this process's sockets of theirs. Touched only on the loops of the sockets in it,
+# and by dispatch() under the lock (dispatch may run on a request thread without Redis).
+_sockets: dict[str, set[Socket]] = {}
+_sockets_lock = threading.Lock()
+# One subscription task per event loop that has sockets (one in a server; tests make several).
+_listeners: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task]" = weakref.WeakKeyDictionary()
+
+
+def register(socket: Socket) -> None:
+    """From the socket's loop: it receives its user's frames from now on."""
+    with _sockets_lock:
+        _sockets.setdefault(socket.user_hex, set()).add(socket)
+    if settings.REDIS_URL:
+        loop = asyncio.get_running_loop()
+        if loop not in _listeners or _listeners[loop].done():
+            _listeners[loop] = loop.create_task(_listen())
+
+
+def unregister(socket: Socket) -> None:
+    with _sockets_lock:
+        sockets = _sockets.get(socket.user_hex)
+        if sockets is not None:
+            sockets.discard(socket)
+            if not sockets:
+                del _sockets[socket.user_hex]
+
+
+# Sockets of this process closed because they stopped reading (consumers: code 4408), since it started.
+_slow_closed = 0
+
+
+def count_dropped_socket() -> None:
+    global _slow_closed
+    _slow_closed += 1
+
+
+def slow_sockets_closed() -> int:
+    return _slow_closed
+
+
+def local_socket_count() -> int:
+    with _sockets_lock:
+        return sum(len(sockets) for sockets in _sockets.values())
+
+
+# --- publishing ------------------------------------------------------------------------
+
+def batches(frames: Iterable[tuple[dict, dict]]) -> list[dict]:
+    """[(frame, {user_id: event_id or None})] as published (user ids as hex)."""
+    return [
+        {"frame": frame, "to": {user_id.hex: event_id for user_id, event_id in recipients.items()}}
+        for frame, recipients in frames
+    ]
+
+
+_sync_client = None
+_sync_client_lock = threading.Lock()
+
+
+def _redis_sync():
+    """One client (a thread-safe pool) per process, for publishing from request threads."""
+    global _sync_client
+    if _sync_client is None:
+        from redis import Redis
+
+        with _sync_client_lock:
+            if _sync_client is None:
+                _sync_client = Redis.from_url(settings.REDIS_URL)
+    return _sync_client
+
+
+# One asyncio client per loop (its connections belong to the loop that opened them).
+_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = weakref.WeakKeyDictionary()
+
+
+def _redis_async():
+    from redis.asyncio import Redis
+
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        client = _async_clients[loop] = Redis.from_url(settings.REDIS_URL)
+    return client
+
+
+def publish(message) -> None:
+    """From synchronous code (a request thread, after commit). Raises if Redis is unreachable."""
+    if settings.REDIS_URL:
+        _redis_sync().publish(settings.LIVE_CHANNEL, orjson.dumps(message))
+    else:
+        dispatch(message)
+
+
+async def apublish(message) -> None:
+    """From a socket's loop (typing)."""
+    if settings.REDIS_URL:
+        await _redis_async().publish(settings.LIVE_CHANNEL, orjson.dumps(message))
+    else:
+        dispatch(message)
+
+
+# --- receiving -------------------------------------------------------------------------
+
+def dispatch(message) -> None:
+    """A published message to this process's sockets (on their loops, in order)."""
+    if isinstance(message, dict):  # {"revoke": user hex, "login_id": ...}
+        targets = [(socket, revoke_item(message.get("login_id"))) for socket in _of(message["revoke"])]
+    else:
+        targets = []
+        for batch in message:
+            frame = batch["frame"]
+            for user_hex, event_id in batch["to"].items():
+                sockets = _of(user_hex)
+                if sockets:
+                    item = (frame if event_id is None else {**frame, "event_id": event_id}, event_id)
+                    targets.extend((socket, item) for socket in sockets)
+    for socket, item in targets:
+        _hand(socket, item)
+
+
+def check_all() -> None:
+    """Every socket of this process compares with its stream (after a gap in the subscription)."""
+    with _sockets_lock:
+        every = [socket for sockets in _sockets.values() for socket in sockets]
+    for socket in every:
+        _hand(socket, CHECK)
+
+
+def _of(user_hex: str) -> list[Socket]:
+    with _sockets_lock:
+        return list(_sockets.get(user_hex, ()))
+
+
+def _hand(socket: Socket, item) -> None:
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is socket.loop:
+        socket.push(item)
+    elif not socket.loop.is_closed():
+        socket.loop.call_soon_threadsafe(socket.push, item)
+
+
+async def _listen() -> None:
+    """This loop's subscription: published messages to dispatch(), for as long as the loop has sockets."""
+    from redis.asyncio import Redis
+
+    while True:
+        client = Redis.from_url(settings.REDIS_URL, socket_keepalive=True, socket_timeout=None)
+        pubsub = client.pubsub()
+        try:
+            await pubsub.subscribe(settings.LIVE_CHANNEL)
+            silent = 0.0
+            while True:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is None:
+                    silent += 1.0
+                    if silent >= SUBSCRIPTION_PING_SECONDS:
+                        await pubsub.ping()
+                        silent = 0.0
+                    continue
+                silent = 0.0
+                if message["type"] == "subscribe":
+                    # Anything published before this moment did not reach us: the stream has it.
+                    check_all()
+                elif message["type"] == "message":
+                    try:
+                        dispatch(orjson.loads(message["data"]))
+                    except (ValueError, KeyError, TypeError, AttributeError):
+                        logger.warning("Ignored a malformed live message", exc_info=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning(
+                "The live subscription failed; sockets catch up from their streams. Retrying in %ss.",
+                RESUBSCRIBE_SECONDS, exc_info=True,
+            )
+            await asyncio.sleep(RESUBSCRIBE_SECONDS)
+        finally:
+            try:
+                await pubsub.aclose()
+                await client.aclose()
+            except Exception:
+                pass
