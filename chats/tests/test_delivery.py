@@ -50,6 +50,18 @@ def group_of(size):
     return people, make_conversation(*people)
 
 
+def messages_sent_slowly(monkeypatch, seconds: float) -> None:
+    """The client takes each message.created frame only after `seconds` (it stopped reading: a long time)."""
+    real_send_json = AsyncJsonWebsocketConsumer.send_json
+
+    async def slow(consumer, content, close=False):
+        if content.get("type") == "message.created":
+            await asyncio.sleep(seconds)
+        await real_send_json(consumer, content, close)
+
+    monkeypatch.setattr(AsyncJsonWebsocketConsumer, "send_json", slow)
+
+
 async def until(condition, timeout=TIMEOUT):
     for _ in range(int(timeout / 0.05)):
         if condition():
@@ -90,14 +102,7 @@ async def test_a_socket_that_stops_reading_is_closed_with_4408(ws, settings, mon
     alice, bob = await db(UserFactory.create_batch)(2)
     conversation = await db(make_conversation)(alice, bob)
     socket = await ws.login(bob)
-    real_send_json = AsyncJsonWebsocketConsumer.send_json
-
-    async def stuck_for_messages(consumer, content, close=False):
-        if content.get("type") == "message.created":
-            await asyncio.sleep(3600)  # the client stopped reading: the frame never goes out
-        await real_send_json(consumer, content, close)
-
-    monkeypatch.setattr(AsyncJsonWebsocketConsumer, "send_json", stuck_for_messages)
+    messages_sent_slowly(monkeypatch, 3600)  # the frame never goes out
     before = delivery.slow_sockets_closed()
     with caplog.at_level(logging.WARNING, logger="chats.consumers"):
         await db(send)(conversation, alice, "never taken")
@@ -112,14 +117,7 @@ async def test_too_many_waiting_events_close_the_socket(ws, settings, monkeypatc
     alice, bob = await db(UserFactory.create_batch)(2)
     conversation = await db(make_conversation)(alice, bob)
     socket = await ws.login(bob)
-    real_send_json = AsyncJsonWebsocketConsumer.send_json
-
-    async def slow(consumer, content, close=False):
-        if content.get("type") == "message.created":
-            await asyncio.sleep(0.5)
-        await real_send_json(consumer, content, close)
-
-    monkeypatch.setattr(AsyncJsonWebsocketConsumer, "send_json", slow)
+    messages_sent_slowly(monkeypatch, 0.5)
     for n in range(6):  # the first is being sent (slowly); three wait; the fifth is one too many
         await db(send)(conversation, alice, f"m{n}")
     await assert_closed(socket, CLOSE_TOO_SLOW)
