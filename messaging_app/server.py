@@ -13,6 +13,7 @@ import os
 
 import uvicorn_worker
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 HEADER_TIMEOUT = float(os.environ.get("GUNICORN_HEADER_TIMEOUT", "10"))
 # Same value as settings.WS_MAX_MESSAGE_BYTES (this module is loaded before Django's settings;
@@ -64,9 +65,42 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
+class StalledClientWebSocketProtocol(WebSocketsSansIOProtocol):
+    """
+    uvicorn's WebSocket protocol (websockets' sans-I/O one), able to end a connection whose client
+    stopped reading. uvicorn waits for room in the write buffer before it handles any message of
+    the application, a close included, and its timeouts call transport.close(), which waits for the
+    buffer to drain: a socket the application closed because its client stopped reading
+    (chats/consumers.py, 4408) stayed open, holding its buffers, until TCP gave up. Here a close
+    while the buffer is full is queued behind it at once, and the connection is aborted
+    close_timeout (10 s) later if it has not ended by then; a keepalive timeout aborts likewise.
+    """
+
+    async def send(self, message) -> None:
+        if message["type"] == "websocket.close" and not self.writable.is_set() and self._open():
+            code, reason = message.get("code", 1000), message.get("reason", "") or ""
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+            self.conn.send_close(code, reason)
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.close_sent = True
+            self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+            return
+        await super().send(message)
+
+    def keepalive_timeout(self) -> None:
+        super().keepalive_timeout()
+        if not self.writable.is_set():
+            self.loop.call_later(self.close_timeout, self.transport.abort)
+
+    def _open(self) -> bool:
+        return (self.handshake_complete and not self.close_sent and not self.disconnected
+                and self.initial_response is None)
+
+
 class UvicornWorker(uvicorn_worker.UvicornWorker):
     CONFIG_KWARGS = {
         **uvicorn_worker.UvicornWorker.CONFIG_KWARGS,
         "http": HeaderDeadlineProtocol,
+        "ws": StalledClientWebSocketProtocol,
         "ws_max_size": WS_MAX_MESSAGE_BYTES,
     }

@@ -23,6 +23,7 @@ import os
 import queue
 import re
 import shutil
+import socket as sockets_module
 import sys
 import tempfile
 import threading
@@ -33,7 +34,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame
+from websockets.protocol import State
+from websockets.uri import parse_uri
 from websockets.sync.client import connect
 
 from chats.tests.integration.servers import (
@@ -44,6 +49,7 @@ from chats.tests.integration.servers import (
     free_port,
     migrate,
     register,
+    start_gunicorn,
     start_uvicorn,
     wait_until_answering,
 )
@@ -52,6 +58,7 @@ pytestmark = pytest.mark.integration
 
 AUTH_TIMEOUT = 1.0  # WS_AUTH_TIMEOUT given to the servers
 MAX_SOCKETS = 3  # WS_MAX_SOCKETS_PER_USER given to the servers
+SEND_TIMEOUT = 5.0  # WS_SEND_TIMEOUT given to the servers (production: 30)
 EVENT_TIMEOUT = 5.0  # an event must arrive within this many seconds
 SILENCE = 2.0  # how long a removed participant is watched for stray events
 MYSQL_SCHEMES = {"mysql", "mysql2", "mysqlgis"}
@@ -78,6 +85,8 @@ class Cluster:
             secret_key=self.secret_key,
             WS_AUTH_TIMEOUT=str(AUTH_TIMEOUT),
             WS_MAX_SOCKETS_PER_USER=str(MAX_SOCKETS),
+            WS_SEND_TIMEOUT=str(SEND_TIMEOUT),
+            THROTTLE_SEND="100000/min", THROTTLE_USER="100000/min",  # the stalled-reader test floods
         )
 
     def start(self) -> None:
@@ -410,3 +419,54 @@ def test_idle_sockets_stay_open_and_keep_receiving(cluster):
                       {"message_body": "still there?"}, token=sender["token"], expect=201)
         for socket in idle:
             socket.wait_for(message_created(sent["message_id"]), skip=about_conversation)
+
+
+def test_a_socket_that_stops_reading_is_closed_and_its_slot_freed(cluster):
+    """
+    A client that stops reading while events keep coming (its receive buffer made small, as a
+    stalled phone's fills) is closed by the server within a minute, its slot freed, instead of
+    holding megabytes of buffers until TCP gives up; and it is logged.
+    """
+    import redis
+
+    one, two = cluster.servers
+    production = Server("gunicorn", free_port(), cluster.tmp / "gunicorn.log")  # its WebSocket protocol
+    cluster.servers.append(production)
+    start_gunicorn(production, cluster.env(), workers=1)
+    wait_until_answering(production, float(os.environ.get("INTEGRATION_SERVER_TIMEOUT", "30")))
+    one = production
+    sender, reader = (register(two, name) for name in ("Floodsender", "Stalledreader"))
+    _, conversation = api(two, "POST", "/api/conversations/", {"participants": [reader["user_id"]]},
+                          token=sender["token"], expect=201)
+    slots = redis.Redis.from_url(cluster.redis_url)
+    slot_key = f"ws:sockets:{uuid.UUID(reader['user_id']).hex}"
+    # A client that reads nothing after auth.ok: websockets' sans-I/O protocol over a plain socket,
+    # so no library thread goes on reading (and answering pings) behind the test's back.
+    protocol = ClientProtocol(parse_uri(one.ws_url))
+    raw = sockets_module.create_connection(("127.0.0.1", one.port), timeout=10)
+    raw.setsockopt(sockets_module.SOL_SOCKET, sockets_module.SO_RCVBUF, 4096)
+    protocol.send_request(protocol.connect())
+    raw.sendall(b"".join(protocol.data_to_send()))
+    while protocol.state is not State.OPEN:
+        protocol.receive_data(raw.recv(65536))
+    protocol.send_text(json.dumps({"type": "auth", "token": reader["token"]}).encode())
+    raw.sendall(b"".join(protocol.data_to_send()))
+    while not any(isinstance(e, Frame) and b"auth.ok" in e.data for e in protocol.events_received()):
+        protocol.receive_data(raw.recv(65536))
+    protocol.send_text(b'{"type": "ping"}')  # live events from now; it reads nothing more
+    raw.sendall(b"".join(protocol.data_to_send()))
+    try:
+        assert slots.zcard(slot_key) == 1
+        stalled_at = time.monotonic()
+        body = "\u00e9" * 4000  # 24 KB per event on the wire (JSON escapes it)
+        sent = 0
+        while slots.zcard(slot_key) and time.monotonic() - stalled_at < 60:
+            api(two, "POST", f"/api/conversations/{conversation['conversation_id']}/messages/",
+                {"message_body": body}, token=sender["token"], expect=201)
+            sent += 1
+        closed_after = time.monotonic() - stalled_at
+        print(f"closed {closed_after:.1f}s after it stopped reading, {sent} events sent to it")
+        assert slots.zcard(slot_key) == 0, f"still open {closed_after:.0f}s after it stopped reading ({sent} sends)"
+    finally:
+        raw.close()
+    assert "stopped reading" in one.log_text()
