@@ -7,7 +7,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 
 import pytest
@@ -28,10 +27,14 @@ class LiveServer(servers.Server):
         servers.start_uvicorn(self, self.env)
         servers.wait_until_answering(self, timeout=60)
 
-    def restart(self, down_seconds: float = 0) -> None:
-        self.stop()
-        time.sleep(down_seconds)
-        self.start()
+    def manage(self, *args: str) -> str:
+        """A manage.py command on this server's database and settings (while it is stopped, say)."""
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=servers.ROOT, env=self.env,
+            capture_output=True, text=True, timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
 
 
 @pytest.fixture(scope="module")

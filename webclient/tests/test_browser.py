@@ -4,6 +4,7 @@ ways with live delivery, typing and read markers; history scrolls back; a third 
 and sees the history; a reload and a server restart lose and duplicate nothing; a removed member's
 view stops updating; axe-core finds no serious or critical violation, on a desktop and a phone screen.
 """
+import json
 import re
 import time
 
@@ -272,7 +273,48 @@ def test_phone_screen_keyboard_and_accessibility(webclient_server, browser):
     assert serious_violations(page) == []
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page scrolls sideways on a phone ({width}px)"
+
+    # An access token that no longer works: the client refreshes it, and the refresh token rotates.
+    def stored_tokens():
+        return json.loads(page.evaluate("sessionStorage.getItem('webclient.tokens')"))
+
+    first_refresh = stored_tokens()["refresh"]
+    page.evaluate("""() => { const t = JSON.parse(sessionStorage.getItem('webclient.tokens'));
+        t.access = 'not-a-token'; sessionStorage.setItem('webclient.tokens', JSON.stringify(t)); }""")
+    page.reload()
+    expect(page.locator("#connection")).to_have_text("Live")
+    expect(message(page, "Typed on a phone")).to_have_count(1)
+    second_refresh = stored_tokens()["refresh"]
+    assert second_refresh != first_refresh
+    servers.api(webclient_server, "POST", "/api/token/refresh/", {"refresh": first_refresh}, expect=401)
+
+    # Away longer than events are kept: the resume is answered cursor_expired and the client
+    # reloads over REST, showing what it missed, once.
+    webclient_server.stop()
+    expect(page.locator("#connection")).not_to_have_text("Live")
+    webclient_server.manage("shell", "-c", (
+        "from chats.models import Conversation, User; from chats import services; "
+        f"dave = User.objects.get(email='{dave.email}'); "
+        "services.message_send(conversation=Conversation.objects.get(participants=dave), sender=dave, "
+        "message_body='While you were away')"
+    ))
+    assert "Deleted" in webclient_server.manage("prune_events", "--days", "0")
+    webclient_server.start()
+    expect(page.locator("#connection")).to_have_text("Live", timeout=45_000)
+    expect(message(page, "While you were away")).to_have_count(1)
+    expect(message(page, "Typed on a phone")).to_have_count(1)
+
     page.get_by_role("button", name="Back to conversations").click()
     expect(page.locator("#inbox")).to_be_visible()
+    expect(inbox_item(page, "Dave Dunn")).to_contain_text("Dave: While you were away")
+
+    # Logging out blacklists the refresh token and forgets it.
+    page.get_by_role("button", name="Log out").click()
+    expect(page.locator("#login-form")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('webclient.tokens')") is None
+    deadline = time.monotonic() + 10
+    while servers.call(webclient_server, "POST", "/api/token/refresh/", {"refresh": second_refresh}).status != 401:
+        assert time.monotonic() < deadline, "the refresh token still works after logging out"
+        time.sleep(0.2)
     assert watched.problems == []
     context.close()

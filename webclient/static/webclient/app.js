@@ -286,11 +286,13 @@ function applyEvent(f) {
       settleOutbox(m);
       const conv = state.conversations.get(id);
       if (!conv) { fetchConversation(id); break; }
-      if (!conv.last_message || conv.last_message.sent_at <= m.sent_at) {
+      // sent_at strictly increases within a conversation: a message not newer than the last one
+      // known is already counted (state loaded over REST after the stream position was taken).
+      if (!conv.last_message || conv.last_message.sent_at < m.sent_at) {
         conv.last_message = m; conv.last_activity_at = m.sent_at;
+        conv.message_count = (conv.message_count || 0) + 1;
+        if (m.sender.user_id !== state.me.user_id) conv.unread_count = (conv.unread_count || 0) + 1;
       }
-      conv.message_count = (conv.message_count || 0) + 1;
-      if (m.sender.user_id !== state.me.user_id) conv.unread_count = (conv.unread_count || 0) + 1;
       const t = state.timelines.get(id);
       if (t && t.loaded) t.byId.set(m.message_id, m);
       clearTyping(id, m.sender.user_id);
