@@ -114,6 +114,7 @@ def test_three_people_chat_live_through_reload_restart_and_removal(webclient_ser
     # Alice finds Bob by name and starts a conversation with a first message.
     alice.get_by_role("button", name="New conversation").click()
     alice.fill("#new-search", "Bob")
+    alice.press("#new-search", "Enter")  # keeps the dialog open
     alice.get_by_role("button", name="Add Bob Baker").click()
     expect(alice.locator("#new-selected")).to_have_text("Bob Baker")
     alice.fill("#new-message", "Hi Bob!")

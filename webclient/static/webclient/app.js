@@ -762,6 +762,13 @@ function wire() {
   $("new-conversation").addEventListener("click", openNewDialog);
   $("new-close").addEventListener("click", () => $("new-dialog").close());
   $("new-start").addEventListener("click", startConversation);
+  // Enter in a dialog's field must not close it (a method="dialog" form would): only the first
+  // message field starts the conversation with Enter.
+  $("new-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (document.activeElement === $("new-message")) startConversation();
+  });
+  $("members-form").addEventListener("submit", (e) => e.preventDefault());
   searchBox($("new-search"), $("new-results"), (u) => { chosen.set(u.user_id, u); renderChosen(); });
   $("members-button").addEventListener("click", () => {
     $("members-error").textContent = ""; renderMembers(); $("members-dialog").showModal();
