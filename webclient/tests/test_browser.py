@@ -230,6 +230,13 @@ def test_three_people_chat_live_through_reload_restart_and_removal(webclient_ser
     assert serious_violations(alice) == []
     assert serious_violations(bob_page) == []
 
+    # Bob leaves: the conversation goes from his inbox, and Alice sees she is on her own.
+    bob_page.get_by_role("button", name="Members").click()
+    bob_page.get_by_role("button", name="Leave conversation").click()
+    expect(inbox_item(bob_page, "Alice Archer")).to_have_count(0)
+    expect(bob_page.locator("#conversation-title")).to_have_text("No conversation open")
+    expect(alice.locator("#conversation-title")).to_have_text("Just you")
+
     problems = alice_w.problems + bob_w.problems + carol_w.problems
     assert problems == []
     for context in contexts:

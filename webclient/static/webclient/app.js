@@ -249,7 +249,7 @@ const socket = {
     } else if (f.type === "error" && f.code === "cursor_expired") {
       // Away longer than events are kept: reload over REST, then go on from where the stream stands.
       state.lastEventId = f.last_event_id;
-      reloadEverything().then(() => setConnection("live"));
+      reloadEverything().then(() => { setConnection("live"); flushOutbox(); });
     } else if (f.type === "typing") {
       showTyping(f.conversation_id, f.user);
     } else if (f.event_id !== undefined) {
@@ -397,7 +397,8 @@ async function flushOutbox() {
           conv.last_message = m; conv.last_activity_at = m.sent_at;
         }
       } catch (err) {
-        if (err instanceof NetworkError) break; // offline: retried on reconnect
+        // Offline, a 5xx or throttled: retried on reconnect or after a pause, with the same client_id.
+        if (err instanceof NetworkError || (err instanceof ApiError && err.status === 429)) break;
         item.error = err.message || "Not sent";
         saveOutbox();
       }
