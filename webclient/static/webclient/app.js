@@ -313,11 +313,17 @@ function applyEvent(f) {
     case "conversation.created":
     case "conversation.updated":
       upsertConversation(f.conversation);
+      if (state.removed.has(id)) { // added back: its timeline is loaded afresh
+        state.removed.delete(id);
+        state.timelines.delete(id);
+        if (state.current === id) openConversation(id, { focus: false });
+      }
       break;
     case "conversation.removed":
+      // The open one stays on screen, frozen under a notice; nothing more comes for it.
       state.conversations.delete(id);
-      state.timelines.delete(id);
       if (state.current === id) state.removed.add(id);
+      else state.timelines.delete(id);
       break;
     case "conversation.read": {
       const conv = state.conversations.get(id);
@@ -465,7 +471,7 @@ function renderInbox() {
         onclick: () => openConversation(c.conversation_id),
       },
       el("span", { class: "conv-name", text: name }),
-      unread ? el("span", { class: "badge", "aria-label": `${unread} unread`, text: String(unread) }) : null,
+      unread ? el("span", { class: "badge" }, String(unread), el("span", { class: "visually-hidden", text: " unread" })) : null,
       el("span", { class: "conv-preview", text: preview(c) }));
       const hadFocus = li.contains(document.activeElement);
       li.replaceChildren(button);
@@ -554,7 +560,7 @@ function renderConversation({ stickToBottom = false, keepFromBottom = null } = {
   }
   if (conv) $("conversation-title").textContent = conversationName(conv);
   const t = timeline(id);
-  $("load-older").hidden = !(t.loaded && t.hasOlder);
+  $("load-older").hidden = !(t.loaded && t.hasOlder) || Boolean(removed);
   const list = $("message-list");
   const tl = $("timeline");
   const atBottom = tl.scrollHeight - tl.scrollTop - tl.clientHeight < 80;
@@ -781,7 +787,7 @@ function wire() {
   $("back").addEventListener("click", closeConversation);
   $("load-older").addEventListener("click", loadOlder);
   $("timeline").addEventListener("scroll", () => {
-    if ($("timeline").scrollTop < 40) loadOlder();
+    if ($("timeline").scrollTop < 40 && !state.removed.has(state.current)) loadOlder();
     markSeen();
   });
   $("composer").addEventListener("submit", submitComposer);
