@@ -7,7 +7,7 @@ PORT ?= 8000
 # Development defaults; production sets these itself (see README, "Configuration").
 export DJANGO_DEBUG ?= 1
 
-.PHONY: bench run serve test test-integration install install-dev sysdeps migrate lint lock schema seed listen superuser clean
+.PHONY: bench run serve test test-browser test-integration install install-dev sysdeps migrate lint lock schema seed listen superuser clean
 
 run: install migrate ## Serve the API and WebSockets on http://127.0.0.1:$(PORT)/ (ASGI)
 	@echo "==> Serving on http://127.0.0.1:$(PORT)/ (Ctrl-C to stop)"
@@ -23,6 +23,16 @@ test: install-dev ## Run the whole test suite (SQLite unless DATABASE_URL says o
 
 test-integration: install-dev ## Two real servers on MariaDB + Redis (both must be running); DB outages on private MariaDB/PostgreSQL
 	$(PY) -m pytest -m integration -p no:cacheprovider $(PYTEST_ARGS)
+
+# The web client in a real browser: Debian's Chromium (installed here if missing; never a
+# downloaded browser), driven by Playwright for Python, against a live production-like server.
+test-browser: install-dev ## Browser tests of the web client at /app/ (Chromium; about a minute)
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  echo "==> Installing Debian's chromium"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; \
+	fi
+	$(PY) -m pytest -m browser -p no:cacheprovider webclient/tests $(PYTEST_ARGS)
 
 # Two steps, each with its own stamp: `make run` installs what serving needs
 # (requirements-run.txt); `make test` then only adds the test and lint tools (requirements-dev.txt).

@@ -77,6 +77,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "drf_standardized_errors",
+    # The reference web client at /app/: its HTML shell and static files (webclient/).
+    "webclient",
 ]
 
 MIDDLEWARE = [

@@ -6,10 +6,12 @@ from chats.password_limits import LimitedAuthenticationForm, with_password_limit
 from chats.views import TokenBlacklistView, TokenObtainView, TokenRefreshView
 from messaging_app import pages
 from messaging_app.api_docs import RedocView, SchemaView, SwaggerView
+from webclient.views import shell as webclient_shell
 
 urlpatterns = [
     path("", pages.landing, name="landing"),
     path("docs/websocket/", pages.websocket_protocol, name="websocket-protocol"),
+    path("app/", webclient_shell, name="webclient"),
     # The login forms answer 429 when the password limits refuse (chats/password_limits.py).
     path("admin/login/", with_password_limit_status(admin.site.login)),
     path("admin/", admin.site.urls),

@@ -1,0 +1,812 @@
+// The reference web client of messaging_app: plain JavaScript, one native ES module, no build step.
+// It uses only the public API, as any third-party client would: REST under /api/ with a JWT
+// (refresh tokens rotate) and the event stream at /ws/ (docs/websocket.md).
+//
+// State lives in memory; the tokens and the outbox (sends not yet acknowledged) are kept in
+// sessionStorage, so a reload of the tab loses nothing and a closed tab forgets the login.
+"use strict";
+
+const PAGE = 30;                 // messages per timeline page
+const TYPING_SHOWN_MS = 5000;    // how long "X is typing" stays without a new typing frame
+const TYPING_EVERY_MS = 3000;    // the server accepts one typing frame per conversation every 3 s
+const PING_EVERY_MS = 25000;
+
+const $ = (id) => document.getElementById(id);
+const store = window.sessionStorage;
+
+const state = {
+  access: null, refresh: null, me: null,
+  conversations: new Map(),      // conversation_id -> conversation (REST shape)
+  timelines: new Map(),          // conversation_id -> {byId: Map, hasOlder, loaded}
+  current: null,                 // open conversation_id
+  removed: new Set(),            // conversations we were removed from while open
+  lastEventId: null,
+  outbox: [],                    // [{client_id, conversation, message_body, parent_message, sent_at, error?}]
+  typing: new Map(),             // conversation_id -> Map(user_id -> {name, until})
+  replyTo: null, editing: null,  // message objects
+  lastTypingSent: new Map(),
+};
+
+// ---------------------------------------------------------------- helpers
+function uuid() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40; b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+const fullName = (u) => (u ? `${u.first_name} ${u.last_name}`.trim() || "Someone" : "Someone");
+const timeOf = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+function announce(text) {
+  const s = $("status");
+  s.textContent = text;
+  clearTimeout(announce.timer);
+  announce.timer = setTimeout(() => { s.textContent = ""; }, 4000);
+}
+function errorText(body, fallback) {
+  const errs = body && body.errors;
+  if (Array.isArray(errs) && errs.length) return errs.map((e) => (e.attr ? `${e.attr}: ${e.detail}` : e.detail)).join(" ");
+  return fallback;
+}
+function jwtExp(token) {
+  try { return JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).exp * 1000; } catch { return 0; }
+}
+
+// ---------------------------------------------------------------- REST with JWT refresh
+class ApiError extends Error {
+  constructor(status, body) { super(errorText(body, `HTTP ${status}`)); this.status = status; this.body = body; }
+}
+class NetworkError extends Error {}
+
+function saveTokens() {
+  if (state.refresh) store.setItem("webclient.tokens", JSON.stringify({ access: state.access, refresh: state.refresh }));
+  else store.removeItem("webclient.tokens");
+}
+let refreshing = null;
+function refreshTokens() {
+  // One refresh at a time: the refresh token rotates, so a second concurrent refresh would be refused.
+  if (!refreshing) {
+    refreshing = (async () => {
+      let res;
+      try {
+        res = await fetch("/api/token/refresh/", {
+          method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" },
+          body: JSON.stringify({ refresh: state.refresh }),
+        });
+      } catch { throw new NetworkError("offline"); }
+      if (!res.ok) { logout(false, "Your session has ended: please log in again."); throw new ApiError(res.status, null); }
+      const body = await res.json();
+      state.access = body.access; state.refresh = body.refresh || state.refresh;
+      saveTokens();
+    })().finally(() => { refreshing = null; });
+  }
+  return refreshing;
+}
+async function freshAccess() {
+  if (!state.access || jwtExp(state.access) - Date.now() < 30000) await refreshTokens();
+  return state.access;
+}
+async function api(method, path, body, { auth = true, retried = false } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (auth) headers.Authorization = `Bearer ${await freshAccess()}`;
+  let res;
+  try {
+    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    throw new NetworkError("offline");
+  }
+  if (res.status === 401 && auth && !retried) {
+    await refreshTokens();
+    return api(method, path, body, { auth, retried: true });
+  }
+  const data = res.status === 204 ? null : await res.json().catch(() => null);
+  if (res.status >= 500) throw new NetworkError(`server ${res.status}`);
+  if (!res.ok) throw new ApiError(res.status, data);
+  return data;
+}
+
+// ---------------------------------------------------------------- log in, register, log out
+async function login(email, password) {
+  const res = await fetch("/api/token/", {
+    method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify({ email, password }),
+  });
+  const body = await res.json().catch(() => null);
+  if (!res.ok) throw new ApiError(res.status, body);
+  state.access = body.access; state.refresh = body.refresh;
+  saveTokens();
+  await start();
+}
+async function register(form) {
+  const data = Object.fromEntries(new FormData(form));
+  await api("POST", "/api/users/", data, { auth: false });
+  await login(data.email, data.password);
+}
+function logout(tellServer = true, message = "") {
+  if (tellServer && state.refresh) {
+    fetch("/api/token/blacklist/", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ refresh: state.refresh }),
+    }).catch(() => {});
+  }
+  socket.stop();
+  Object.assign(state, { access: null, refresh: null, me: null, current: null, lastEventId: null, outbox: [] });
+  state.conversations.clear(); state.timelines.clear(); state.removed.clear();
+  store.clear();
+  $("chat-view").hidden = true;
+  $("auth-view").hidden = false;
+  $("login-error").textContent = message;
+  document.title = "messaging_app – log in";
+}
+
+// ---------------------------------------------------------------- loading state over REST
+async function loadInbox() {
+  state.conversations.clear();
+  let url = "/api/conversations/?page_size=100";
+  while (url) {
+    const page = await api("GET", url);
+    for (const c of page.results) state.conversations.set(c.conversation_id, c);
+    url = page.next ? new URL(page.next).pathname + new URL(page.next).search : null;
+    if (state.conversations.size >= 500) break;
+  }
+  renderInbox();
+}
+function timeline(id) {
+  if (!state.timelines.has(id)) state.timelines.set(id, { byId: new Map(), hasOlder: true, loaded: false });
+  return state.timelines.get(id);
+}
+function oldestFirst(t) {
+  return [...t.byId.values()].sort((a, b) => (a.sent_at < b.sent_at ? -1 : a.sent_at > b.sent_at ? 1 : 0));
+}
+async function loadTimeline(id, { older = false } = {}) {
+  const t = timeline(id);
+  let url = `/api/conversations/${id}/messages/?page_size=${PAGE}`;
+  if (older) {
+    const first = oldestFirst(t)[0];
+    if (first) url += `&before=${first.message_id}`;
+  }
+  const page = await api("GET", url);
+  for (const m of page.results) t.byId.set(m.message_id, m);
+  t.hasOlder = Boolean(page.next);
+  t.loaded = true;
+}
+
+async function start() {
+  $("auth-view").hidden = true;
+  $("chat-view").hidden = false;
+  document.title = "messaging_app – chat";
+  state.outbox = JSON.parse(store.getItem("webclient.outbox") || "[]");
+  try {
+    state.me = await api("GET", "/api/users/me/");
+    // Where the event stream stands, before loading state: nothing after it can be missed.
+    if (state.lastEventId === null) state.lastEventId = (await api("GET", "/api/events/")).last_event_id;
+    $("me-name").textContent = fullName(state.me);
+    await loadInbox();
+    const wanted = store.getItem("webclient.current");
+    if (wanted && state.conversations.has(wanted)) await openConversation(wanted, { focus: false });
+    else renderConversation();
+  } catch (err) {
+    if (err instanceof NetworkError) { announce("The server cannot be reached; retrying…"); setTimeout(() => state.refresh && start(), 3000); return; }
+    if (!state.refresh) return; // logged out meanwhile
+    throw err;
+  }
+  socket.start();
+  flushOutbox();
+}
+
+// ---------------------------------------------------------------- the event stream
+const socket = {
+  ws: null, wanted: false, attempt: 0, timer: null, pinger: null, live: false,
+  start() { this.wanted = true; if (!this.ws) this.connect(); },
+  stop() {
+    this.wanted = false; clearTimeout(this.timer); clearInterval(this.pinger);
+    if (this.ws) { this.ws.onclose = null; this.ws.close(); this.ws = null; }
+    setConnection("offline");
+  },
+  connect() {
+    clearTimeout(this.timer);
+    if (!this.wanted) return;
+    const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/`);
+    this.ws = ws;
+    setConnection("connecting");
+    ws.onopen = async () => {
+      try { ws.send(JSON.stringify({ type: "auth", token: await freshAccess() })); } catch { ws.close(); }
+    };
+    ws.onmessage = (e) => { let f; try { f = JSON.parse(e.data); } catch { return; } this.frame(f); };
+    ws.onclose = (e) => {
+      this.ws = null; clearInterval(this.pinger); setConnection("offline");
+      if (!this.wanted) return;
+      if (e.code === 4401) refreshTokens().catch(() => {});
+      // Jittered exponential backoff: 1 s, 2 s, 4 s ... 30 s, plus up to a second.
+      const delay = Math.min(30000, 1000 * 2 ** this.attempt) + Math.random() * 1000;
+      this.attempt = Math.min(this.attempt + 1, 5);
+      this.timer = setTimeout(() => this.connect(), e.code === 4409 ? 30000 : delay);
+    };
+  },
+  send(frame) { if (this.ws && this.ws.readyState === WebSocket.OPEN && this.live) this.ws.send(JSON.stringify(frame)); },
+  frame(f) {
+    if (f.type === "auth.ok") {
+      this.attempt = 0; this.live = true;
+      this.ws.send(JSON.stringify({ type: "resume", since: state.lastEventId ?? f.last_event_id }));
+      clearInterval(this.pinger);
+      this.pinger = setInterval(() => this.send({ type: "ping" }), PING_EVERY_MS);
+      setConnection("catching-up");
+    } else if (f.type === "resumed") {
+      setConnection("live");
+      flushOutbox();
+    } else if (f.type === "error" && f.code === "cursor_expired") {
+      // Away longer than events are kept: reload over REST, then go on from where the stream stands.
+      state.lastEventId = f.last_event_id;
+      reloadEverything().then(() => { setConnection("live"); flushOutbox(); });
+    } else if (f.type === "typing") {
+      showTyping(f.conversation_id, f.user);
+    } else if (f.event_id !== undefined) {
+      if (state.lastEventId !== null && f.event_id <= state.lastEventId) return; // already applied
+      applyEvent(f);
+      state.lastEventId = f.event_id;
+    }
+  },
+};
+function setConnection(s) {
+  if (s === "offline" || s === "connecting") socket.live = false;
+  const node = $("connection");
+  node.dataset.state = s;
+  node.textContent = { live: "Live", connecting: "Connecting…", "catching-up": "Catching up…", offline: "Offline" }[s];
+}
+async function reloadEverything() {
+  try {
+    await loadInbox();
+    state.timelines.clear();
+    if (state.current && state.conversations.has(state.current)) await openConversation(state.current, { focus: false });
+    else { state.current = null; renderConversation(); }
+  } catch (err) { console.warn("reload failed", err); }
+}
+
+function upsertConversation(c) {
+  const known = state.conversations.get(c.conversation_id);
+  state.conversations.set(c.conversation_id, known ? { ...known, ...c } : c);
+}
+function applyEvent(f) {
+  const id = f.conversation_id;
+  switch (f.type) {
+    case "message.created": {
+      const m = f.message;
+      settleOutbox(m);
+      const conv = state.conversations.get(id);
+      if (!conv) { fetchConversation(id); break; }
+      // sent_at strictly increases within a conversation: a message not newer than the last one
+      // known is already counted (state loaded over REST after the stream position was taken).
+      if (!conv.last_message || conv.last_message.sent_at < m.sent_at) {
+        conv.last_message = m; conv.last_activity_at = m.sent_at;
+        conv.message_count = (conv.message_count || 0) + 1;
+        if (m.sender.user_id !== state.me.user_id) conv.unread_count = (conv.unread_count || 0) + 1;
+      }
+      const t = state.timelines.get(id);
+      if (t && t.loaded) t.byId.set(m.message_id, m);
+      clearTyping(id, m.sender.user_id);
+      break;
+    }
+    case "message.updated":
+    case "message.deleted": {
+      const m = f.message;
+      const t = state.timelines.get(id);
+      if (t && t.byId.has(m.message_id)) t.byId.set(m.message_id, m);
+      const conv = state.conversations.get(id);
+      if (conv && conv.last_message && conv.last_message.message_id === m.message_id) conv.last_message = m;
+      if (f.type === "message.deleted" && conv && m.sender.user_id !== state.me.user_id && state.current !== id) {
+        fetchConversation(id); // its unread count may have dropped
+      }
+      break;
+    }
+    case "conversation.created":
+    case "conversation.updated":
+      upsertConversation(f.conversation);
+      if (state.removed.has(id)) { // added back: its timeline is loaded afresh
+        state.removed.delete(id);
+        state.timelines.delete(id);
+        if (state.current === id) openConversation(id, { focus: false });
+      }
+      break;
+    case "conversation.removed":
+      // The open one stays on screen, frozen under a notice; nothing more comes for it.
+      state.conversations.delete(id);
+      if (state.current === id) state.removed.add(id);
+      else state.timelines.delete(id);
+      break;
+    case "conversation.read": {
+      const conv = state.conversations.get(id);
+      if (conv) conv.unread_count = f.unread_count;
+      break;
+    }
+    default:
+      return;
+  }
+  renderInbox();
+  if (id === state.current) { renderConversation(); markSeen(); }
+}
+async function fetchConversation(id) {
+  try { upsertConversation(await api("GET", `/api/conversations/${id}/`)); renderInbox(); } catch { /* gone or offline */ }
+}
+
+// ---------------------------------------------------------------- typing
+function showTyping(id, user) {
+  if (!state.typing.has(id)) state.typing.set(id, new Map());
+  state.typing.get(id).set(user.user_id, { name: fullName(user), until: Date.now() + TYPING_SHOWN_MS });
+  renderTyping();
+  setTimeout(renderTyping, TYPING_SHOWN_MS + 50);
+}
+function clearTyping(id, userId) {
+  const t = state.typing.get(id);
+  if (t) t.delete(userId);
+  renderTyping();
+}
+function renderTyping() {
+  const t = state.typing.get(state.current);
+  const names = t ? [...t.values()].filter((x) => x.until > Date.now()).map((x) => x.name) : [];
+  const text = names.length === 0 ? "" : names.length === 1 ? `${names[0]} is typing…` : `${names.join(", ")} are typing…`;
+  if ($("typing").textContent !== text) $("typing").textContent = text;
+}
+function sendTyping() {
+  const id = state.current;
+  if (!id || Date.now() - (state.lastTypingSent.get(id) || 0) < TYPING_EVERY_MS) return;
+  state.lastTypingSent.set(id, Date.now());
+  socket.send({ type: "typing", conversation_id: id });
+}
+
+// ---------------------------------------------------------------- sending: optimistic, idempotent retries
+function saveOutbox() { store.setItem("webclient.outbox", JSON.stringify(state.outbox)); }
+function queueSend(conversation, body, parent) {
+  state.outbox.push({
+    client_id: uuid(), conversation, message_body: body, parent_message: parent ? parent.message_id : null,
+    sent_at: new Date().toISOString(),
+  });
+  saveOutbox();
+  renderConversation({ stickToBottom: true });
+  flushOutbox();
+}
+function settleOutbox(m) {
+  if (m.sender.user_id !== state.me.user_id || !m.client_id) return;
+  const before = state.outbox.length;
+  state.outbox = state.outbox.filter((o) => o.client_id !== m.client_id);
+  if (state.outbox.length !== before) saveOutbox();
+}
+let flushing = false;
+async function flushOutbox() {
+  if (flushing || !state.refresh) return;
+  flushing = true;
+  try {
+    for (const item of [...state.outbox]) {
+      if (item.error) continue;
+      try {
+        // The same client_id on every retry: the server returns the original, never a second message.
+        const m = await api("POST", `/api/conversations/${item.conversation}/messages/`, {
+          message_body: item.message_body, client_id: item.client_id,
+          ...(item.parent_message ? { parent_message: item.parent_message } : {}),
+        });
+        settleOutbox(m);
+        const t = state.timelines.get(m.conversation);
+        if (t && t.loaded) t.byId.set(m.message_id, m);
+        const conv = state.conversations.get(m.conversation);
+        if (conv && (!conv.last_message || conv.last_message.sent_at <= m.sent_at)) {
+          conv.last_message = m; conv.last_activity_at = m.sent_at;
+        }
+      } catch (err) {
+        // Offline, a 5xx or throttled: retried on reconnect or after a pause, with the same client_id.
+        if (err instanceof NetworkError || (err instanceof ApiError && err.status === 429)) break;
+        item.error = err.message || "Not sent";
+        saveOutbox();
+      }
+      renderInbox();
+      if (item.conversation === state.current) renderConversation({ stickToBottom: true });
+    }
+  } finally {
+    flushing = false;
+  }
+  if (state.outbox.some((o) => !o.error)) {
+    clearTimeout(flushOutbox.timer);
+    flushOutbox.timer = setTimeout(flushOutbox, 5000);
+  }
+}
+
+// ---------------------------------------------------------------- read markers
+let markTimer = null;
+function markSeen() {
+  clearTimeout(markTimer);
+  markTimer = setTimeout(async () => {
+    const id = state.current;
+    const conv = state.conversations.get(id);
+    if (!conv || !conv.unread_count || document.visibilityState !== "visible") return;
+    const tl = $("timeline");
+    if (tl.scrollHeight - tl.scrollTop - tl.clientHeight > 80) return; // newest not in view yet
+    const newest = oldestFirst(timeline(id)).at(-1);
+    try {
+      const r = await api("POST", `/api/conversations/${id}/read/`, newest ? { message_id: newest.message_id } : {});
+      const c = state.conversations.get(id);
+      if (c) { c.unread_count = r.unread_count; renderInbox(); }
+    } catch { /* retried the next time messages are seen */ }
+  }, 250);
+}
+
+// ---------------------------------------------------------------- rendering: inbox
+function conversationName(c) {
+  const others = c.participants.filter((p) => p.user_id !== state.me.user_id);
+  if (!others.length) return "Just you";
+  return others.map(fullName).join(", ");
+}
+function preview(c) {
+  const m = c.last_message;
+  if (!m) return "No messages yet";
+  const who = m.sender.user_id === state.me.user_id ? "You" : m.sender.first_name;
+  return m.is_deleted ? `${who}: message deleted` : `${who}: ${m.message_body}`;
+}
+function renderInbox() {
+  const list = $("conversation-list");
+  const convs = [...state.conversations.values()].sort((a, b) => (a.last_activity_at < b.last_activity_at ? 1 : -1));
+  $("inbox-empty").hidden = convs.length > 0;
+  const keep = new Map([...list.children].map((li) => [li.dataset.id, li]));
+  let index = 0;
+  for (const c of convs) {
+    const name = conversationName(c);
+    const unread = c.unread_count || 0;
+    const sig = JSON.stringify([name, preview(c), unread, c.conversation_id === state.current]);
+    let li = keep.get(c.conversation_id);
+    keep.delete(c.conversation_id);
+    if (!li) { li = el("li"); li.dataset.id = c.conversation_id; }
+    if (li.dataset.sig !== sig) {
+      li.dataset.sig = sig;
+      const button = el("button", {
+        type: "button", class: "conversation-item", "aria-current": c.conversation_id === state.current ? "true" : null,
+        onclick: () => openConversation(c.conversation_id),
+      },
+      el("span", { class: "conv-name", text: name }),
+      unread ? el("span", { class: "badge" }, String(unread), el("span", { class: "visually-hidden", text: " unread" })) : null,
+      el("span", { class: "conv-preview", text: preview(c) }));
+      const hadFocus = li.contains(document.activeElement);
+      li.replaceChildren(button);
+      if (hadFocus) button.focus();
+    }
+    if (list.children[index] !== li) list.insertBefore(li, list.children[index] || null);
+    index += 1;
+  }
+  for (const li of keep.values()) li.remove();
+  const total = convs.reduce((n, c) => n + (c.unread_count || 0), 0);
+  document.title = `${total ? `(${total}) ` : ""}messaging_app – chat`;
+}
+
+// ---------------------------------------------------------------- rendering: the open conversation
+async function openConversation(id, { focus = true } = {}) {
+  state.current = id;
+  state.removed.delete(id);
+  state.replyTo = null; state.editing = null;
+  store.setItem("webclient.current", id);
+  $("chat-view").classList.add("showing-conversation");
+  renderInbox();
+  renderConversation();
+  const t = timeline(id);
+  if (!t.loaded) {
+    try { await loadTimeline(id); } catch (err) { announce(err.message); }
+  }
+  if (state.current !== id) return;
+  renderConversation({ stickToBottom: true });
+  renderComposerContext();
+  if (focus) $("composer-input").focus();
+  markSeen();
+}
+function closeConversation() {
+  state.current = null;
+  store.removeItem("webclient.current");
+  $("chat-view").classList.remove("showing-conversation");
+  renderInbox();
+  renderConversation();
+}
+function messageNode(m, byId) {
+  const mine = m.sender.user_id === state.me.user_id;
+  const li = el("li", { class: `message${mine ? " mine" : ""}${m.is_deleted ? " deleted" : ""}` });
+  li.dataset.id = m.message_id || m.client_id;
+  const meta = el("div", { class: "meta" },
+    el("span", { class: "sender", text: mine ? "You" : fullName(m.sender) }),
+    el("time", { datetime: m.sent_at, text: timeOf(m.sent_at) }),
+    m.edited_at && !m.is_deleted ? el("span", { class: "edited", text: "(edited)" }) : null,
+    m.pending && !m.error ? el("span", { class: "pending", text: "Sending…" }) : null,
+    m.error ? el("span", { class: "failed", text: `Not sent: ${m.error}` }) : null);
+  li.append(meta);
+  if (m.parent_message) {
+    const parent = byId.get(m.parent_message);
+    const quote = parent ? `${fullName(parent.sender)}: ${parent.is_deleted ? "message deleted" : parent.message_body}` : "an earlier message";
+    li.append(el("div", { class: "quote", text: `Reply to ${quote}` }));
+  }
+  li.append(el("div", { class: "body", text: m.is_deleted ? "This message was deleted." : m.message_body }));
+  if (!m.is_deleted && !m.pending && !state.removed.has(state.current)) {
+    const label = (verb) => `${verb} message from ${mine ? "you" : fullName(m.sender)} at ${timeOf(m.sent_at)}`;
+    const actions = el("div", { class: "actions" },
+      el("button", { type: "button", class: "link", "aria-label": label("Reply to"), text: "Reply", onclick: () => startReply(m) }));
+    if (mine) {
+      actions.append(
+        el("button", { type: "button", class: "link", "aria-label": label("Edit"), text: "Edit", onclick: () => startEdit(m) }),
+        el("button", { type: "button", class: "link", "aria-label": label("Delete"), text: "Delete", onclick: () => deleteMessage(m) }));
+    }
+    li.append(actions);
+  } else if (m.error) {
+    li.append(el("button", { type: "button", class: "link", text: "Discard", onclick: () => discard(m.client_id) }));
+  }
+  return li;
+}
+function renderConversation({ stickToBottom = false, keepFromBottom = null } = {}) {
+  const id = state.current;
+  const conv = id && state.conversations.get(id);
+  const removed = id && state.removed.has(id);
+  $("members-button").hidden = !conv;
+  $("composer").hidden = !conv;
+  $("conversation-notice").hidden = !removed;
+  if (removed) $("conversation-notice").textContent = "You are no longer a member of this conversation: it no longer updates.";
+  if (!conv && !removed) {
+    $("conversation-title").textContent = "No conversation open";
+    $("message-list").replaceChildren();
+    $("load-older").hidden = true;
+    renderTyping();
+    return;
+  }
+  if (conv) $("conversation-title").textContent = conversationName(conv);
+  const t = timeline(id);
+  $("load-older").hidden = !(t.loaded && t.hasOlder) || Boolean(removed);
+  const list = $("message-list");
+  const tl = $("timeline");
+  const atBottom = tl.scrollHeight - tl.scrollTop - tl.clientHeight < 80;
+  const fromBottom = tl.scrollHeight - tl.scrollTop;
+  const known = new Set([...t.byId.values()].map((m) => m.client_id).filter(Boolean));
+  const pending = state.outbox.filter((o) => o.conversation === id && !known.has(o.client_id))
+    .map((o) => ({ ...o, message_id: null, pending: true, sender: state.me, edited_at: null, is_deleted: false }));
+  const messages = [...oldestFirst(t), ...pending];
+  const keep = new Map([...list.children].map((li) => [li.dataset.key, li]));
+  let index = 0;
+  for (const m of messages) {
+    const key = m.message_id || `pending:${m.client_id}`;
+    const sig = JSON.stringify([m.message_body, m.edited_at, m.is_deleted, m.error, Boolean(removed),
+      m.parent_message && t.byId.get(m.parent_message)?.message_body]);
+    let li = keep.get(key);
+    keep.delete(key);
+    if (!li || li.dataset.sig !== sig) {
+      const fresh = messageNode(m, t.byId);
+      fresh.dataset.key = key; fresh.dataset.sig = sig;
+      if (li) li.replaceWith(fresh);
+      li = fresh;
+    }
+    if (list.children[index] !== li) list.insertBefore(li, list.children[index] || null);
+    index += 1;
+  }
+  for (const li of keep.values()) li.remove();
+  if (keepFromBottom !== null) tl.scrollTop = tl.scrollHeight - keepFromBottom;
+  else if (stickToBottom || atBottom) tl.scrollTop = tl.scrollHeight;
+  else tl.scrollTop = tl.scrollHeight - fromBottom;
+  renderTyping();
+}
+async function loadOlder() {
+  const id = state.current;
+  const t = timeline(id);
+  if (!id || !t.hasOlder || loadOlder.busy) return;
+  loadOlder.busy = true;
+  try {
+    const tl = $("timeline");
+    const fromBottom = tl.scrollHeight - tl.scrollTop;
+    await loadTimeline(id, { older: true });
+    if (state.current === id) renderConversation({ keepFromBottom: fromBottom });
+  } catch (err) { announce(err.message); } finally { loadOlder.busy = false; }
+}
+
+// ---------------------------------------------------------------- composing: send, reply, edit, delete
+function renderComposerContext() {
+  const box = $("composer-context");
+  const m = state.editing || state.replyTo;
+  box.hidden = !m;
+  if (!m) return;
+  $("composer-context-text").textContent = state.editing
+    ? "Editing your message" : `Replying to ${fullName(m.sender)}: ${m.message_body}`;
+}
+function startReply(m) { state.editing = null; state.replyTo = m; renderComposerContext(); $("composer-input").focus(); }
+function startEdit(m) {
+  state.replyTo = null; state.editing = m;
+  $("composer-input").value = m.message_body;
+  renderComposerContext();
+  $("composer-input").focus();
+}
+function cancelContext() {
+  if (state.editing) $("composer-input").value = "";
+  state.replyTo = null; state.editing = null;
+  renderComposerContext();
+}
+async function deleteMessage(m) {
+  if (!window.confirm("Delete this message for everyone?")) return;
+  try {
+    await api("DELETE", `/api/messages/${m.message_id}/`);
+    timeline(m.conversation).byId.set(m.message_id, { ...m, is_deleted: true, message_body: "" });
+    renderConversation();
+    announce("Message deleted");
+  } catch (err) { announce(`Could not delete: ${err.message}`); }
+}
+function discard(clientId) {
+  state.outbox = state.outbox.filter((o) => o.client_id !== clientId);
+  saveOutbox();
+  renderConversation();
+}
+async function submitComposer(e) {
+  e.preventDefault();
+  const input = $("composer-input");
+  const text = input.value.trim();
+  const id = state.current;
+  if (!text || !id || state.removed.has(id)) return;
+  if (state.editing) {
+    const m = state.editing;
+    try {
+      const updated = await api("PATCH", `/api/messages/${m.message_id}/`, { message_body: text });
+      timeline(id).byId.set(updated.message_id, updated);
+      input.value = "";
+      cancelContext();
+      renderConversation();
+    } catch (err) { announce(`Could not edit: ${err.message}`); }
+    return;
+  }
+  const parent = state.replyTo;
+  input.value = "";
+  state.replyTo = null;
+  renderComposerContext();
+  queueSend(id, text, parent);
+}
+
+// ---------------------------------------------------------------- people: new conversation, members
+function searchBox(input, results, onPick, exclude = () => false) {
+  let timer = null;
+  let seq = 0;
+  input.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(async () => {
+      const q = input.value.trim();
+      const mine = ++seq;
+      if (!q) { results.replaceChildren(); return; }
+      try {
+        const page = await api("GET", `/api/users/?search=${encodeURIComponent(q)}&page_size=20`);
+        if (mine !== seq) return;
+        const people = page.results.filter((u) => u.user_id !== state.me.user_id && !exclude(u));
+        results.replaceChildren(...(people.length ? people.map((u) => el("li", {},
+          el("span", { text: fullName(u) }),
+          el("button", { type: "button", class: "secondary", "aria-label": `Add ${fullName(u)}`, text: "Add", onclick: () => onPick(u) })))
+          : [el("li", { text: "Nobody found" })]));
+      } catch (err) { results.replaceChildren(el("li", { text: err.message })); }
+    }, 200);
+  });
+}
+const chosen = new Map();
+function renderChosen() {
+  $("new-selected").textContent = chosen.size ? [...chosen.values()].map(fullName).join(", ") : "nobody yet";
+}
+function openNewDialog() {
+  chosen.clear(); renderChosen();
+  $("new-search").value = ""; $("new-message").value = ""; $("new-error").textContent = "";
+  $("new-results").replaceChildren();
+  $("new-dialog").showModal();
+  $("new-search").focus();
+}
+async function startConversation() {
+  if (!chosen.size) { $("new-error").textContent = "Choose at least one person."; return; }
+  const body = { participants: [...chosen.keys()] };
+  const first = $("new-message").value.trim();
+  if (first) body.messages = [{ message_body: first }];
+  try {
+    const c = await api("POST", "/api/conversations/", body);
+    upsertConversation(c);
+    $("new-dialog").close();
+    await openConversation(c.conversation_id);
+  } catch (err) { $("new-error").textContent = err.message; }
+}
+function renderMembers() {
+  const conv = state.conversations.get(state.current);
+  if (!conv) { if ($("members-dialog").open) $("members-dialog").close(); return; }
+  const creator = conv.created_by && conv.created_by.user_id === state.me.user_id;
+  $("members-list").replaceChildren(...conv.participants.map((p) => el("li", {},
+    el("span", { text: p.user_id === state.me.user_id ? `${fullName(p)} (you)` : fullName(p) }),
+    creator && p.user_id !== state.me.user_id
+      ? el("button", { type: "button", class: "danger", "aria-label": `Remove ${fullName(p)}`, text: "Remove", onclick: () => removeMember(p) })
+      : null)));
+}
+async function addMember(u) {
+  try {
+    const id = state.current;
+    await api("POST", `/api/conversations/${id}/participants/`, { user_id: u.user_id });
+    await fetchConversation(id);
+    renderMembers(); renderConversation();
+    $("members-results").replaceChildren(); $("members-search").value = "";
+    announce(`${fullName(u)} added`);
+  } catch (err) { $("members-error").textContent = err.message; }
+}
+async function removeMember(p) {
+  if (!window.confirm(`Remove ${fullName(p)} from this conversation?`)) return;
+  try {
+    await api("DELETE", `/api/conversations/${state.current}/participants/${p.user_id}/`);
+    await fetchConversation(state.current);
+    renderMembers(); renderConversation();
+    announce(`${fullName(p)} removed`);
+  } catch (err) { $("members-error").textContent = err.message; }
+}
+async function leaveConversation() {
+  if (!window.confirm("Leave this conversation?")) return;
+  const id = state.current;
+  try {
+    await api("DELETE", `/api/conversations/${id}/participants/${state.me.user_id}/`);
+    $("members-dialog").close();
+    state.conversations.delete(id); state.timelines.delete(id);
+    closeConversation();
+    announce("You left the conversation");
+  } catch (err) { $("members-error").textContent = err.message; }
+}
+
+// ---------------------------------------------------------------- wiring
+function wire() {
+  $("login-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    $("login-error").textContent = "";
+    try { await login($("login-email").value.trim(), $("login-password").value); } catch (err) {
+      $("login-error").textContent = err instanceof ApiError && err.status === 401
+        ? "Wrong email or password." : err.message;
+    }
+  });
+  $("register-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    $("register-error").textContent = "";
+    try { await register(e.target); } catch (err) { $("register-error").textContent = err.message; }
+  });
+  $("logout").addEventListener("click", () => logout(true));
+  $("new-conversation").addEventListener("click", openNewDialog);
+  $("new-close").addEventListener("click", () => $("new-dialog").close());
+  $("new-start").addEventListener("click", startConversation);
+  // Enter in a dialog's field must not close it (a method="dialog" form would): only the first
+  // message field starts the conversation with Enter.
+  $("new-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (document.activeElement === $("new-message")) startConversation();
+  });
+  $("members-form").addEventListener("submit", (e) => e.preventDefault());
+  searchBox($("new-search"), $("new-results"), (u) => { chosen.set(u.user_id, u); renderChosen(); });
+  $("members-button").addEventListener("click", () => {
+    $("members-error").textContent = ""; renderMembers(); $("members-dialog").showModal();
+  });
+  $("members-close").addEventListener("click", () => $("members-dialog").close());
+  $("members-leave").addEventListener("click", leaveConversation);
+  searchBox($("members-search"), $("members-results"), addMember,
+    (u) => (state.conversations.get(state.current)?.participants || []).some((p) => p.user_id === u.user_id));
+  $("back").addEventListener("click", closeConversation);
+  $("load-older").addEventListener("click", loadOlder);
+  $("timeline").addEventListener("scroll", () => {
+    if ($("timeline").scrollTop < 40 && !state.removed.has(state.current)) loadOlder();
+    markSeen();
+  });
+  $("composer").addEventListener("submit", submitComposer);
+  $("composer-cancel").addEventListener("click", cancelContext);
+  $("composer-input").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); $("composer").requestSubmit(); }
+    if (e.key === "Escape") cancelContext();
+  });
+  $("composer-input").addEventListener("input", sendTyping);
+  document.addEventListener("visibilitychange", markSeen);
+  window.addEventListener("focus", markSeen);
+  window.addEventListener("online", () => { if (socket.wanted && !socket.ws) socket.connect(); flushOutbox(); });
+}
+
+wire();
+const saved = JSON.parse(store.getItem("webclient.tokens") || "null");
+if (saved && saved.refresh) {
+  state.access = saved.access; state.refresh = saved.refresh;
+  start();
+} else {
+  logout(false);
+}

@@ -1,0 +1,339 @@
+"""
+The web client in Chromium against a live server (webclient/tests/conftest.py): people chat both
+ways with live delivery, typing and read markers; history scrolls back; a third person is added
+and sees the history; a reload and a server restart lose and duplicate nothing; a removed member's
+view stops updating; axe-core finds no serious or critical violation, on a desktop and a phone screen.
+"""
+import json
+import re
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from chats.tests.integration import servers
+from webclient.tests.conftest import register
+
+pytestmark = pytest.mark.browser
+
+expect.set_options(timeout=15_000)
+SCREENSHOT = servers.ROOT / "docs" / "webclient.png"
+
+
+class Watched:
+    """A page whose uncaught errors and CSP violations fail the test."""
+
+    def __init__(self, context, name):
+        self.name = name
+        self.page = context.new_page()
+        self.problems = []
+        self.page.on("pageerror", lambda exc: self.problems.append(f"{name}: uncaught {exc}"))
+        self.page.on("console", self._console)
+        self.page.on("dialog", lambda dialog: dialog.accept())
+
+    def _console(self, msg):
+        if "Content Security Policy" in msg.text or "Content-Security-Policy" in msg.text:
+            self.problems.append(f"{self.name}: {msg.text}")
+
+
+def open_client(context, server, name):
+    watched = Watched(context, name)
+    watched.page.goto(server.base_url + "/app/")
+    expect(watched.page.locator("#login-form")).to_be_visible()
+    return watched
+
+
+def log_in(watched, person):
+    page = watched.page
+    page.fill("#login-email", person.email)
+    page.fill("#login-password", person.password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#connection")).to_have_text("Live")
+
+
+def messages(page):
+    return page.locator("#message-list > li")
+
+
+def message(page, text):
+    """The messages whose body is exactly `text` (not those quoting it)."""
+    return messages(page).filter(has=page.locator(".body", has_text=re.compile(f"^{re.escape(text)}$")))
+
+
+def inbox_item(page, text):
+    return page.locator("#conversation-list button").filter(has_text=text)
+
+
+def send(page, text):
+    page.fill("#composer-input", text)
+    page.press("#composer-input", "Enter")
+
+
+def unread_of(server, person, conversation_id):
+    _, body = servers.api(server, "GET", f"/api/conversations/{conversation_id}/", token=person.token, expect=200)
+    return body["unread_count"]
+
+
+def api_send(server, person, conversation_id, text):
+    servers.api(server, "POST", f"/api/conversations/{conversation_id}/messages/",
+                {"message_body": text}, token=person.token, expect=201)
+
+
+def serious_violations(page):
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"] if v["impact"] in ("serious", "critical")
+    ]
+
+
+def test_three_people_chat_live_through_reload_restart_and_removal(webclient_server, browser):
+    started = time.monotonic()
+    bob = register(webclient_server, "Bob", "Baker")
+    carol = register(webclient_server, "Carol", "Cooper")
+    contexts = [browser.new_context(viewport={"width": 1100, "height": 720}) for _ in range(3)]
+    alice_w, bob_w, carol_w = (open_client(c, webclient_server, n) for c, n in zip(contexts, ("alice", "bob", "carol")))
+    alice, bob_page, carol_page = alice_w.page, bob_w.page, carol_w.page
+
+    # Alice registers in the client itself, and is logged in by it.
+    alice.fill("#register-first", "Alice")
+    alice.fill("#register-last", "Archer")
+    alice_email = f"alice.{int(time.time() * 1000)}@example.com"
+    alice.fill("#register-email", alice_email)
+    alice.fill("#register-password", servers.PASSWORD)
+    alice.get_by_role("button", name="Create account").click()
+    expect(alice.locator("#connection")).to_have_text("Live")
+    expect(alice.locator("#me-name")).to_have_text("Alice Archer")
+    _, tokens = servers.api(webclient_server, "POST", "/api/token/",
+                            {"email": alice_email, "password": servers.PASSWORD}, expect=200)
+    alice_api = type(bob)("Alice", alice_email, "", tokens["access"])
+    log_in(bob_w, bob)
+
+    # Alice finds Bob by name and starts a conversation with a first message.
+    alice.get_by_role("button", name="New conversation").click()
+    alice.fill("#new-search", "Bob")
+    alice.press("#new-search", "Enter")  # keeps the dialog open
+    alice.get_by_role("button", name="Add Bob Baker").click()
+    expect(alice.locator("#new-selected")).to_have_text("Bob Baker")
+    alice.fill("#new-message", "Hi Bob!")
+    alice.get_by_role("button", name="Start conversation").click()
+    expect(alice.locator("#conversation-title")).to_have_text("Bob Baker")
+    expect(message(alice, "Hi Bob!")).to_have_count(1)
+    conversation_id = alice.evaluate("sessionStorage.getItem('webclient.current')")
+
+    # Bob's inbox shows it live, with an unread badge and the preview; then history piles up.
+    expect(inbox_item(bob_page, "Alice Archer")).to_contain_text("Alice: Hi Bob!")
+    expect(inbox_item(bob_page, "Alice Archer").locator(".badge")).to_have_text("1 unread")
+    for n in range(1, 41):
+        api_send(webclient_server, alice_api, conversation_id, f"old {n}")
+    expect(inbox_item(bob_page, "Alice Archer").locator(".badge")).to_have_text("41 unread")
+    expect(inbox_item(bob_page, "Alice Archer")).to_contain_text("Alice: old 40")
+    assert unread_of(webclient_server, bob, conversation_id) == 41
+
+    # Bob opens it: the newest page, his read marker moves, the badge goes; scrolling back loads the rest.
+    inbox_item(bob_page, "Alice Archer").click()
+    expect(message(bob_page, "old 40")).to_have_count(1)
+    expect(message(bob_page, "Hi Bob!")).to_have_count(0)
+    expect(inbox_item(bob_page, "Alice Archer").locator(".badge")).to_have_count(0)
+    deadline = time.monotonic() + 10
+    while unread_of(webclient_server, bob, conversation_id) != 0:
+        assert time.monotonic() < deadline, "Bob's read marker did not move"
+        time.sleep(0.2)
+    bob_page.locator("#timeline").evaluate("t => { t.scrollTop = 0; }")
+    expect(message(bob_page, "Hi Bob!")).to_have_count(1)
+    expect(messages(bob_page)).to_have_count(41)
+    expect(bob_page.locator("#load-older")).to_be_hidden()
+
+    # Typing, and replies both ways, live.
+    bob_page.locator("#composer-input").press_sequentially("Hel")
+    expect(alice.locator("#typing")).to_have_text("Bob Baker is typing…")
+    send(bob_page, "Hello Alice")
+    expect(message(alice, "Hello Alice")).to_have_count(1)
+    expect(alice.locator("#typing")).to_have_text("")
+    expect(message(bob_page, "Hello Alice")).to_have_count(1)
+    expect(message(bob_page, "Hello Alice").locator(".pending")).to_have_count(0)
+
+    # Alice edits, replies and deletes; Bob sees each live.
+    message(alice, "old 40").get_by_role("button", name=re.compile("^Edit")).click()
+    expect(alice.locator("#composer-context")).to_contain_text("Editing")
+    send(alice, "old forty")
+    expect(message(bob_page, "old forty")).to_contain_text("(edited)")
+    message(alice, "Hello Alice").get_by_role("button", name=re.compile("^Reply")).click()
+    expect(alice.locator("#composer-context")).to_contain_text("Replying to Bob Baker: Hello Alice")
+    send(alice, "Reply here")
+    expect(message(bob_page, "Reply here").locator(".quote")).to_have_text("Reply to Bob Baker: Hello Alice")
+    message(alice, "old 39").get_by_role("button", name=re.compile("^Delete")).click()
+    expect(message(bob_page, "This message was deleted.")).to_have_count(1)
+    expect(message(bob_page, "old 39")).to_have_count(0)
+
+    # Carol is added by Alice: the conversation appears in her inbox live, with its history.
+    log_in(carol_w, carol)
+    alice.get_by_role("button", name="Members").click()
+    alice.fill("#members-search", "Carol")
+    alice.get_by_role("button", name="Add Carol Cooper").click()
+    expect(alice.locator("#members-list")).to_contain_text("Carol Cooper")
+    alice.get_by_role("button", name="Close").click()
+    expect(alice.locator("#conversation-title")).to_have_text("Bob Baker, Carol Cooper")
+    inbox_item(carol_page, "Alice Archer").click()
+    expect(message(carol_page, "Reply here")).to_have_count(1)
+    expect(message(carol_page, "Hello Alice")).to_have_count(1)
+    send(carol_page, "Hi both")
+    expect(message(alice, "Hi both")).to_have_count(1)
+    expect(message(bob_page, "Hi both")).to_have_count(1)
+
+    # Bob reloads: everything is still there, once.
+    bob_page.reload()
+    expect(bob_page.locator("#connection")).to_have_text("Live")
+    expect(bob_page.locator("#conversation-title")).to_have_text("Alice Archer, Carol Cooper")
+    for text in ("Hi both", "Reply here", "Hello Alice", "old forty"):
+        expect(message(bob_page, text)).to_have_count(1)
+
+    # The server restarts while Alice sends: her message waits, goes out once on reconnect; Carol's
+    # message sent while Bob's socket is still down reaches him by resume.
+    webclient_server.stop()
+    expect(alice.locator("#connection")).not_to_have_text("Live")
+    send(alice, "Sent while the server was down")
+    expect(message(alice, "Sent while the server was down").locator(".pending")).to_have_text("Sending…")
+    webclient_server.start()
+    api_send(webclient_server, carol, conversation_id, "Carol after restart")
+    for page in (alice, bob_page, carol_page):
+        expect(page.locator("#connection")).to_have_text("Live", timeout=45_000)
+        expect(message(page, "Sent while the server was down")).to_have_count(1, timeout=30_000)
+        expect(message(page, "Carol after restart")).to_have_count(1)
+    expect(alice.locator(".pending")).to_have_count(0)
+    _, found = servers.api(webclient_server, "GET",
+                           f"/api/conversations/{conversation_id}/messages/?search=server+was+down",
+                           token=bob.token, expect=200)
+    assert found["count"] == 1
+
+    # Alice removes Carol: Carol is told, and her view stops updating.
+    alice.get_by_role("button", name="Members").click()
+    alice.get_by_role("button", name="Remove Carol Cooper").click()
+    expect(alice.locator("#members-list")).not_to_contain_text("Carol Cooper")
+    alice.get_by_role("button", name="Close").click()
+    expect(carol_page.locator("#conversation-notice")).to_contain_text("no longer a member")
+    expect(inbox_item(carol_page, "Alice Archer")).to_have_count(0)
+    send(alice, "After Carol left")
+    expect(message(bob_page, "After Carol left")).to_have_count(1)
+    time.sleep(1)
+    expect(message(carol_page, "After Carol left")).to_have_count(0)
+    expect(message(carol_page, "Hi both")).to_have_count(1)  # what she saw stays, frozen
+    expect(carol_page.locator("#composer")).to_be_hidden()
+
+    # Added back, Carol's open conversation comes alive again, with what she missed.
+    alice.get_by_role("button", name="Members").click()
+    alice.fill("#members-search", "Carol")
+    alice.get_by_role("button", name="Add Carol Cooper").click()
+    expect(alice.locator("#members-list")).to_contain_text("Carol Cooper")
+    alice.get_by_role("button", name="Close").click()
+    expect(carol_page.locator("#conversation-notice")).to_be_hidden()
+    expect(message(carol_page, "After Carol left")).to_have_count(1)
+    expect(carol_page.locator("#composer")).to_be_visible()
+
+    # What the README shows, and the accessibility check of the chat view.
+    alice.locator("#composer-input").fill("")
+    bob_page.locator("#composer-input").press_sequentially("Se")
+    expect(alice.locator("#typing")).to_have_text("Bob Baker is typing…")
+    alice.evaluate("document.getElementById('status').textContent = ''")  # no passing toast in the picture
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    alice.screenshot(path=str(SCREENSHOT))
+    assert serious_violations(alice) == []
+    assert serious_violations(bob_page) == []
+
+    # Bob leaves: the conversation goes from his inbox, and from Alice's title.
+    bob_page.get_by_role("button", name="Members").click()
+    bob_page.get_by_role("button", name="Leave conversation").click()
+    expect(inbox_item(bob_page, "Alice Archer")).to_have_count(0)
+    expect(bob_page.locator("#conversation-title")).to_have_text("No conversation open")
+    expect(alice.locator("#conversation-title")).to_have_text("Carol Cooper")
+
+    problems = alice_w.problems + bob_w.problems + carol_w.problems
+    assert problems == []
+    for context in contexts:
+        context.close()
+    assert time.monotonic() - started < 150
+
+
+def test_phone_screen_keyboard_and_accessibility(webclient_server, browser):
+    dave = register(webclient_server, "Dave", "Dunn")
+    erin = register(webclient_server, "Erin", "Evans")
+    servers.api(webclient_server, "POST", "/api/conversations/", {
+        "participants": [erin.user_id], "messages": [{"message_body": "Phone check"}],
+    }, token=dave.token, expect=201)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    watched = open_client(context, webclient_server, "erin")
+    page = watched.page
+    assert serious_violations(page) == []  # the log-in and register forms
+
+    # Keyboard only: the first Tab reaches the email field; log in with the keyboard.
+    page.keyboard.press("Tab")
+    expect(page.locator("#login-email")).to_be_focused()
+    page.keyboard.type(erin.email)
+    page.keyboard.press("Tab")
+    page.keyboard.type(erin.password)
+    page.keyboard.press("Enter")
+    expect(page.locator("#connection")).to_have_text("Live")
+
+    # One pane at a time: the inbox, then the conversation with a way back.
+    expect(page.locator("#inbox")).to_be_visible()
+    expect(page.locator("#conversation")).to_be_hidden()
+    assert serious_violations(page) == []
+    inbox_item(page, "Dave Dunn").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#conversation")).to_be_visible()
+    expect(page.locator("#inbox")).to_be_hidden()
+    expect(message(page, "Phone check")).to_have_count(1)
+    expect(page.locator("#composer-input")).to_be_focused()
+    page.keyboard.type("Typed on a phone")
+    page.keyboard.press("Enter")
+    expect(message(page, "Typed on a phone")).to_have_count(1)
+    assert serious_violations(page) == []
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page scrolls sideways on a phone ({width}px)"
+
+    # An access token that no longer works: the client refreshes it, and the refresh token rotates.
+    def stored_tokens():
+        return json.loads(page.evaluate("sessionStorage.getItem('webclient.tokens')"))
+
+    first_refresh = stored_tokens()["refresh"]
+    page.evaluate("""() => { const t = JSON.parse(sessionStorage.getItem('webclient.tokens'));
+        t.access = 'not-a-token'; sessionStorage.setItem('webclient.tokens', JSON.stringify(t)); }""")
+    page.reload()
+    expect(page.locator("#connection")).to_have_text("Live")
+    expect(message(page, "Typed on a phone")).to_have_count(1)
+    second_refresh = stored_tokens()["refresh"]
+    assert second_refresh != first_refresh
+    servers.api(webclient_server, "POST", "/api/token/refresh/", {"refresh": first_refresh}, expect=401)
+
+    # Away longer than events are kept: the resume is answered cursor_expired and the client
+    # reloads over REST, showing what it missed, once.
+    webclient_server.stop()
+    expect(page.locator("#connection")).not_to_have_text("Live")
+    webclient_server.manage("shell", "-c", (
+        "from chats.models import Conversation, User; from chats import services; "
+        f"dave = User.objects.get(email='{dave.email}'); "
+        "services.message_send(conversation=Conversation.objects.get(participants=dave), sender=dave, "
+        "message_body='While you were away')"
+    ))
+    assert "Deleted" in webclient_server.manage("prune_events", "--days", "0")
+    webclient_server.start()
+    expect(page.locator("#connection")).to_have_text("Live", timeout=45_000)
+    expect(message(page, "While you were away")).to_have_count(1)
+    expect(message(page, "Typed on a phone")).to_have_count(1)
+
+    page.get_by_role("button", name="Back to conversations").click()
+    expect(page.locator("#inbox")).to_be_visible()
+    expect(inbox_item(page, "Dave Dunn")).to_contain_text("Dave: While you were away")
+
+    # Logging out blacklists the refresh token and forgets it.
+    page.get_by_role("button", name="Log out").click()
+    expect(page.locator("#login-form")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('webclient.tokens')") is None
+    deadline = time.monotonic() + 10
+    while servers.call(webclient_server, "POST", "/api/token/refresh/", {"refresh": second_refresh}).status != 401:
+        assert time.monotonic() < deadline, "the refresh token still works after logging out"
+        time.sleep(0.2)
+    assert watched.problems == []
+    context.close()
