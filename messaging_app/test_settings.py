@@ -25,6 +25,12 @@ STORAGES = {
     **STORAGES,  # noqa: F405
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# Uploaded attachments go to a directory of this run, removed by attachments/tests/conftest.py.
+MEDIA_ROOT = tempfile.mkdtemp(prefix="messaging_app-test-media-")
+STORAGES["attachments"] = {  # noqa: F405
+    "BACKEND": "django.core.files.storage.FileSystemStorage",
+    "OPTIONS": {"location": os.path.join(MEDIA_ROOT, "attachments"), "base_url": None},
+}
 # The test client speaks plain HTTP; test_production.py turns the redirect back on.
 SECURE_SSL_REDIRECT = False
 
