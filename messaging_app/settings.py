@@ -234,7 +234,8 @@ STORAGES = {
 # way downloads go through the API, which checks access on every request and streams the file:
 # nothing is ever served from MEDIA_ROOT or the bucket directly.
 MEDIA_ROOT = Path(env.str("DJANGO_MEDIA_ROOT", default=str(BASE_DIR / "media")))
-ATTACHMENTS_STORAGE = env.str("ATTACHMENTS_STORAGE", default="local").strip().lower()
+# An empty ATTACHMENTS_STORAGE counts as unset.
+ATTACHMENTS_STORAGE = env.str("ATTACHMENTS_STORAGE", default="").strip().lower() or "local"
 if ATTACHMENTS_STORAGE == "local":
     STORAGES["attachments"] = {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
