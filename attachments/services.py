@@ -18,7 +18,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
@@ -113,7 +113,9 @@ def attachment_create(*, uploader: User, upload: UploadedFile) -> Attachment:
     saved = []
     try:
         upload.seek(0)
-        attachment.storage_key = storage.save(key, upload)
+        # Copied through a plain File: the local storage would otherwise move Django's temporary
+        # upload file away, and the request's own clean-up then finds it gone.
+        attachment.storage_key = storage.save(key, File(upload.file, name=upload.name))
         saved.append(attachment.storage_key)
         if image:
             attachment.thumbnail_key = storage.save(f"{key}-thumbnail.png", ContentFile(image.thumbnail))

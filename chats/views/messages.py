@@ -147,8 +147,12 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
     partial_update=EDIT_SCHEMA,
     destroy=DELETE_SCHEMA,
 )
-# attachments_attach: someone else's or an unknown upload, one already sent.
-@document_validation_errors({"attachments": ["does_not_exist", "already_attached"]}, actions=["create"])
+# attachments_attach: someone else's or an unknown upload, one already sent. message_body is
+# optional with attachments, so its required/blank errors come from the serializer's validate().
+@document_validation_errors(
+    {"attachments": ["does_not_exist", "already_attached"], "message_body": ["required", "blank"]},
+    actions=["create"],
+)
 class MessageViewSet(_MessageViewSetBase):
     input_serializer_class = MessageCreateSerializer
 
@@ -211,8 +215,12 @@ class MessageViewSet(_MessageViewSetBase):
     partial_update=EDIT_SCHEMA,
     destroy=DELETE_SCHEMA,
 )
-# attachments_attach: someone else's or an unknown upload, one already sent.
-@document_validation_errors({"attachments": ["does_not_exist", "already_attached"]}, actions=["create"])
+# attachments_attach: someone else's or an unknown upload, one already sent. message_body is
+# optional with attachments, so its required/blank errors come from the serializer's validate().
+@document_validation_errors(
+    {"attachments": ["does_not_exist", "already_attached"], "message_body": ["required", "blank"]},
+    actions=["create"],
+)
 class ConversationMessageViewSet(_MessageViewSetBase):
     def get_conversation(self) -> Conversation:
         if not hasattr(self, "_conversation"):
