@@ -360,14 +360,15 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
-def message_body_field() -> serializers.CharField:
-    # Leading/trailing whitespace is trimmed; what remains must not be empty.
-    return StrictCharField(
-        max_length=MESSAGE_BODY_MAX_LENGTH,
-        initial=EXAMPLE_MESSAGE_BODY,
-        style={"base_template": "textarea.html", "rows": 3},
-        help_text=f"Text of the message: 1 to {MESSAGE_BODY_MAX_LENGTH} characters after trimming.",
-    )
+def message_body_field(**overrides) -> serializers.CharField:
+    # Leading/trailing whitespace is trimmed; what remains must not be empty (unless overridden).
+    options = {
+        "max_length": MESSAGE_BODY_MAX_LENGTH,
+        "initial": EXAMPLE_MESSAGE_BODY,
+        "style": {"base_template": "textarea.html", "rows": 3},
+        "help_text": f"Text of the message: 1 to {MESSAGE_BODY_MAX_LENGTH} characters after trimming.",
+    }
+    return StrictCharField(**{**options, **overrides})
 
 
 class UserRegisterSerializer(InputSerializer):
@@ -414,12 +415,10 @@ class NestedMessageCreateSerializer(InputSerializer):
 class MessageSendSerializer(NestedMessageCreateSerializer):
     """A send to a known conversation: text and/or attachments, optional reply target and idempotency key."""
 
-    message_body = StrictCharField(
-        max_length=MESSAGE_BODY_MAX_LENGTH,
+    # Optional here: a send with attachments may have no text (validate() below).
+    message_body = message_body_field(
         required=False,
         allow_blank=True,
-        initial=EXAMPLE_MESSAGE_BODY,
-        style={"base_template": "textarea.html", "rows": 3},
         help_text=(
             f"Text of the message: 1 to {MESSAGE_BODY_MAX_LENGTH} characters after trimming; "
             "may be empty or left out when `attachments` are sent."

@@ -246,7 +246,7 @@ def test_someone_elses_unknown_or_already_sent_uploads_are_refused(alice, bob, c
     assert Attachment.objects.get(pk=bobs).message is None
 
 
-def test_too_many_attachments_are_refused(alice, bob, client_for, settings):
+def test_too_many_attachments_are_refused(alice, bob, client_for):
     conversation = make_conversation(alice, bob)
     ids = [str(services.attachment_create(uploader=alice, upload=upload()).pk) for _ in range(11)]
     response = client_for(alice).post(f"/api/conversations/{conversation.pk}/messages/", {"attachments": ids},
