@@ -405,3 +405,19 @@ def test_deleting_a_user_deletes_their_unsent_uploads_files(alice, django_captur
         chat_services.user_delete(user=alice)
 
     assert not Attachment.objects.exists() and not stored(attachment.storage_key)
+
+
+def test_the_admin_lists_attachments_read_only(alice, client):
+    from chats.models import User
+
+    attachment = services.attachment_create(uploader=alice, upload=png_upload("seen-by-staff.png"))
+    User.objects.create_superuser("staff@example.com", "a-Staff-passphrase-31", first_name="S", last_name="T")
+    client.login(email="staff@example.com", password="a-Staff-passphrase-31")
+
+    listing = client.get("/admin/attachments/attachment/")
+    detail = client.get(f"/admin/attachments/attachment/{attachment.pk}/change/")
+
+    assert listing.status_code == 200 and b"seen-by-staff.png" in listing.content
+    assert detail.status_code == 200 and b'name="file_name"' not in detail.content  # no form field: read-only
+    assert client.post(f"/admin/attachments/attachment/{attachment.pk}/delete/").status_code == 403
+    assert Attachment.objects.filter(pk=attachment.pk).exists()
