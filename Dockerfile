@@ -55,7 +55,8 @@ COPY --from=builder /opt/venv /opt/venv
 
 WORKDIR /app
 # Owned by root and read-only for the app user: the process cannot rewrite its own code.
-# It needs no writable path but /tmp.
+# It needs no writable path but /tmp, and, for attachments kept locally (ATTACHMENTS_STORAGE=local),
+# /var/lib/messaging-app/media (made below, owned by the app user; compose mounts a volume there).
 COPY . .
 
 # Static files (admin, browsable API, Swagger UI/Redoc) are gathered at build time and
@@ -63,7 +64,8 @@ COPY . .
 # to load without one when DEBUG is off; it is not set in the image's environment.
 RUN DJANGO_DEBUG=0 DJANGO_SECRET_KEY=build-only-collectstatic-not-a-runtime-secret \
     python manage.py collectstatic --no-input -v 0 \
-    && python -m compileall -q messaging_app chats
+    && python -m compileall -q messaging_app chats attachments \
+    && mkdir -p /var/lib/messaging-app/media && chown 10001:10001 /var/lib/messaging-app/media
 
 # Numeric, so orchestrators can verify runAsNonRoot.
 USER 10001:10001

@@ -184,7 +184,7 @@ class Message(models.Model):
     sender = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="sent_messages"
     )
-    # Empty only for a deleted message (tombstone); see the check constraint.
+    # Empty only for a deleted message (tombstone) or one with attachments; see the check constraint.
     message_body = models.TextField(blank=True, validators=[MaxLengthValidator(MESSAGE_BODY_MAX_LENGTH)])
     # Set by message_send while it holds the conversation's lock, strictly increasing
     # within a conversation: timelines, cursors and read markers rely on it.
@@ -200,6 +200,9 @@ class Message(models.Model):
     )
     # Idempotency key chosen by the sending client; see the unique constraint.
     client_id = models.CharField(max_length=64, null=True, blank=True)
+    # Whether files are attached (attachments.Attachment.message): a page of messages asks for
+    # attachments only when one of its messages has some, and such a message may have no text.
+    has_attachments = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-sent_at", "-message_id"]
@@ -209,8 +212,11 @@ class Message(models.Model):
             models.UniqueConstraint(fields=["sender", "client_id"], name="msg_sender_client_id_uniq"),
             # By length, not by comparing with "": MySQL collations treat a body of only
             # ignorable characters (e.g. a zero-width space) as equal to the empty string.
+            # A message with attachments may have no text.
             models.CheckConstraint(
-                condition=models.Q(is_deleted=True) | models.Q(GreaterThan(Length("message_body"), 0)),
+                condition=models.Q(is_deleted=True)
+                | models.Q(has_attachments=True)
+                | models.Q(GreaterThan(Length("message_body"), 0)),
                 name="msg_body_present_unless_deleted",
             ),
         ]

@@ -63,6 +63,8 @@ class TokenBlacklistErrorCode401Enum(models.TextChoices):
 
 class ErrorCode413Enum(models.TextChoices):
     REQUEST_TOO_LARGE = "request_too_large"
+    # POST /api/attachments/: the file passes ATTACHMENTS_MAX_BYTES.
+    FILE_TOO_LARGE = "file_too_large"
 
 
 class ErrorCode503Enum(models.TextChoices):

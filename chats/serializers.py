@@ -6,12 +6,17 @@ Names are unique because drf-spectacular turns them into schema components.
 import re
 from datetime import timezone as dt_timezone
 
+from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail
 from rest_framework.utils import html
 
+from attachments.selectors import payload_rows_by_message
+from attachments.serializers import AttachmentSerializer, attachment_payload
 from chats import selectors
 from chats.models import (
     MAX_INITIAL_MESSAGES,
@@ -60,6 +65,9 @@ class MessageSerializer(serializers.ModelSerializer):
     parent_message = serializers.UUIDField(
         source="parent_message_id", read_only=True, allow_null=True, help_text="The message this one replies to."
     )
+    attachments = serializers.SerializerMethodField(
+        help_text="Files sent with the message, in upload order (empty for none, and once deleted)."
+    )
 
     class Meta:
         model = Message
@@ -73,6 +81,7 @@ class MessageSerializer(serializers.ModelSerializer):
             "is_deleted",
             "parent_message",
             "client_id",
+            "attachments",
         ]
         read_only_fields = fields
         extra_kwargs = {
@@ -81,6 +90,21 @@ class MessageSerializer(serializers.ModelSerializer):
             "is_deleted": {"help_text": "True for a deleted message (a tombstone: empty body, no history)."},
             "client_id": {"help_text": "The sender's idempotency key, if the send carried one."},
         }
+
+    @extend_schema_field(AttachmentSerializer(many=True))
+    def get_attachments(self, message: Message) -> list[dict]:
+        return message_attachments(message)
+
+
+def message_attachments(message: Message) -> list[dict]:
+    """A message's attachments as the API shows them: a query only for a message that has some."""
+    return [attachment_payload(row) for row in _attachment_rows(message)]
+
+
+def _attachments_of(rows: list[dict], prefix: str = "") -> dict[str, list[dict]]:
+    """The attachments of the messages of these rows that have some: no query if none has, else one."""
+    ids = [row[prefix + "message_id"] for row in rows if row[prefix + "has_attachments"]]
+    return payload_rows_by_message(ids) if ids else {}
 
 
 class MessageVersionSerializer(serializers.ModelSerializer):
@@ -138,8 +162,8 @@ def _zone():
     return dt_timezone.utc if getattr(zone, "key", None) == "UTC" else zone
 
 
-def _message(row: dict, prefix: str = "", zone=None) -> dict | None:
-    """MessageSerializer's output for the `<prefix>`-named fields of a value row."""
+def _message(row: dict, prefix: str = "", zone=None, attachments=()) -> dict | None:
+    """MessageSerializer's output for the `<prefix>`-named fields of a value row (and its attachment rows)."""
     zone = zone or _zone()
     message_id = row[prefix + "message_id"]
     if message_id is None:
@@ -157,6 +181,7 @@ def _message(row: dict, prefix: str = "", zone=None) -> dict | None:
         "is_deleted": row[prefix + "is_deleted"],
         "parent_message": None if parent is None else str(parent),
         "client_id": row[prefix + "client_id"],
+        "attachments": [attachment_payload(attachment) for attachment in attachments],
     }
 
 
@@ -179,8 +204,18 @@ def message_representation(message: Message) -> dict:
             "sender__user_id": sender.pk,
             "sender__first_name": sender.first_name,
             "sender__last_name": sender.last_name,
-        }
+        },
+        attachments=_attachment_rows(message),
     )
+
+
+def _attachment_rows(message: Message) -> list[dict]:
+    """A message's attachment rows, read once per instance: its event and the send's response share them."""
+    if not message.has_attachments:
+        return []
+    if "_attachment_rows" not in message.__dict__:
+        message._attachment_rows = payload_rows_by_message([message.pk])[str(message.pk)]
+    return message._attachment_rows
 
 
 def message_rows_representation(rows: list[dict]) -> list[dict]:
@@ -190,7 +225,8 @@ def message_rows_representation(rows: list[dict]) -> list[dict]:
     formats; test_messages pins the two as identical.
     """
     zone = _zone()
-    return [_message(row, zone=zone) for row in rows]
+    attachments = _attachments_of(rows)
+    return [_message(row, zone=zone, attachments=attachments.get(str(row["message_id"]), ())) for row in rows]
 
 
 def conversation_rows_representation(rows, participants: dict) -> list[dict]:
@@ -201,6 +237,7 @@ def conversation_rows_representation(rows, participants: dict) -> list[dict]:
     """
     out = []
     zone = _zone()
+    attachments = _attachments_of(rows, "last_message__")
     for row in rows:
         creator = row["created_by__user_id"]
         out.append({
@@ -212,7 +249,9 @@ def conversation_rows_representation(rows, participants: dict) -> list[dict]:
             "created_at": _time(row["created_at"], zone),
             "last_activity_at": _time(row["last_activity_at"], zone),
             "message_count": row["message_count"],
-            "last_message": _message(row, "last_message__", zone),
+            "last_message": _message(
+                row, "last_message__", zone, attachments.get(str(row["last_message__message_id"]), ())
+            ),
             "unread_count": row["unread_count"],
         })
     return out
@@ -321,14 +360,15 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
-def message_body_field() -> serializers.CharField:
-    # Leading/trailing whitespace is trimmed; what remains must not be empty.
-    return StrictCharField(
-        max_length=MESSAGE_BODY_MAX_LENGTH,
-        initial=EXAMPLE_MESSAGE_BODY,
-        style={"base_template": "textarea.html", "rows": 3},
-        help_text=f"Text of the message: 1 to {MESSAGE_BODY_MAX_LENGTH} characters after trimming.",
-    )
+def message_body_field(**overrides) -> serializers.CharField:
+    # Leading/trailing whitespace is trimmed; what remains must not be empty (unless overridden).
+    options = {
+        "max_length": MESSAGE_BODY_MAX_LENGTH,
+        "initial": EXAMPLE_MESSAGE_BODY,
+        "style": {"base_template": "textarea.html", "rows": 3},
+        "help_text": f"Text of the message: 1 to {MESSAGE_BODY_MAX_LENGTH} characters after trimming.",
+    }
+    return StrictCharField(**{**options, **overrides})
 
 
 class UserRegisterSerializer(InputSerializer):
@@ -373,7 +413,26 @@ class NestedMessageCreateSerializer(InputSerializer):
 
 
 class MessageSendSerializer(NestedMessageCreateSerializer):
-    """A send to a known conversation: text, optional reply target and idempotency key."""
+    """A send to a known conversation: text and/or attachments, optional reply target and idempotency key."""
+
+    # Optional here: a send with attachments may have no text (validate() below).
+    message_body = message_body_field(
+        required=False,
+        allow_blank=True,
+        help_text=(
+            f"Text of the message: 1 to {MESSAGE_BODY_MAX_LENGTH} characters after trimming; "
+            "may be empty or left out when `attachments` are sent."
+        ),
+    )
+    attachments = serializers.ListField(
+        child=serializers.UUIDField(),
+        required=False,
+        max_length=settings.ATTACHMENTS_MAX_PER_MESSAGE,
+        help_text=(
+            "`attachment_id`s of your own uploads (POST /api/attachments/) not sent yet, at most "
+            f"{settings.ATTACHMENTS_MAX_PER_MESSAGE}."
+        ),
+    )
 
     parent_message = serializers.UUIDField(
         required=False, allow_null=True, help_text="message_id of a message in the same conversation to reply to."
@@ -387,6 +446,15 @@ class MessageSendSerializer(NestedMessageCreateSerializer):
             "returns the original message with 200 instead of creating a duplicate."
         ),
     )
+
+    def validate(self, attrs: dict) -> dict:
+        if not attrs.get("message_body") and not attrs.get("attachments"):
+            if "message_body" in attrs:
+                error = ErrorDetail("This field may not be blank.", code="blank")
+            else:
+                error = ErrorDetail("This field is required.", code="required")
+            raise serializers.ValidationError({"message_body": [error]})
+        return attrs
 
 
 class MessageUpdateSerializer(InputSerializer):

@@ -11,7 +11,8 @@ Concurrency rules:
   holds its lock, so the state an event carries is consistent with the events
   before it in anyone's stream.
 - Lock order: user rows (sorted by id), then conversation rows, then message
-  rows, then, last, the recipients' event-stream rows (sorted by user id, when
+  rows, then attachment rows (attachments/services.py), then, last, the
+  recipients' event-stream rows (sorted by user id, when
   the service ends: chats/events.py). Creating a two-person conversation locks
   both users; a send with a client_id locks its sender. MySQL/MariaDB
   deadlocked without this when racing inserts of one unique key each waited to
@@ -38,6 +39,7 @@ from django.db.models import F, Q
 from django.http import Http404
 from django.utils import timezone
 
+from attachments import services as attachment_services
 from chats import events, selectors
 from chats.models import (
     MAX_INITIAL_MESSAGES,
@@ -284,6 +286,7 @@ def conversation_delete(*, conversation: Conversation) -> None:
     locked = _lock(conversation)
     conversation_id = locked.pk
     member_ids = list(ConversationMembership.objects.filter(conversation=locked).values_list("user_id", flat=True))
+    attachment_services.attachments_delete_for_conversation(conversation_id=conversation_id)  # their files too
     locked.delete()
     for user_id in member_ids:
         events.conversation_removed(conversation_id, user_id)
@@ -304,6 +307,7 @@ def user_delete(*, user: User) -> None:
     for conversation in Conversation.objects.filter(memberships__user=user):
         conversation_remove_participant(conversation=conversation, actor=user, user_id=user.pk)
     events.credentials_revoked(user.pk)
+    attachment_services.attachments_delete_for_uploader(user=user)
     user.delete()
 
 
@@ -340,10 +344,12 @@ def message_send(
     message_body: str,
     parent_message_id: UUID | None = None,
     client_id: str | None = None,
+    attachment_ids: Sequence[UUID] = (),
 ) -> tuple[Message, bool]:
     """
     Append a message; the caller has checked that `sender` is a participant.
     Returns (message, created): a retry with a known client_id returns the original.
+    `attachment_ids`: the sender's own uploads, not yet sent; with them the text may be empty.
     """
     if client_id:
         # Retries of one client_id queue on the sender's row, wherever they are sent.
@@ -366,11 +372,12 @@ def message_send(
         client_id=client_id or None,
         # Strictly after the previous message, even if the clock stepped back.
         sent_at=max(timezone.now(), locked.last_activity_at + ONE_TICK),
+        has_attachments=bool(attachment_ids),
     )
     # Field checks only: the database enforces the constraints (non-empty body, one client_id
     # per sender) anyway, and full_clean would ask it first, a query per constraint.
     message.clean_fields(exclude=["conversation", "sender", "parent_message"])
-    if not message.message_body:
+    if not message.message_body and not attachment_ids:
         raise ValidationError({"message_body": ["This field may not be blank."]})
     try:
         # A savepoint only where an insert may lose a race: the same client_id sent elsewhere.
@@ -381,6 +388,8 @@ def message_send(
         if original is None:
             raise
         return original, False
+    if attachment_ids:
+        attachment_services.attachments_attach(sender=sender, message=message, attachment_ids=attachment_ids)
     Conversation.objects.filter(pk=locked.pk).update(
         message_count=F("message_count") + 1,
         last_message=message,
@@ -435,7 +444,7 @@ def message_edit(*, message: Message, actor: User, message_body: str) -> Message
 
 @events.atomic
 def message_delete(*, message: Message, actor: User) -> Message:
-    """The sender deletes: a tombstone stays in the timeline; text and history go."""
+    """The sender deletes: a tombstone stays in the timeline; text, history and attachments (their files too) go."""
     _lock(message.conversation)  # lock order: conversation, then message
     locked = selectors.for_update(Message.objects.filter(pk=message.pk)).get()
     _check_sender(locked, actor, "delete")
@@ -447,9 +456,12 @@ def message_delete(*, message: Message, actor: User) -> Message:
             unread_count=F("unread_count") - 1
         )
         MessageEdit.objects.filter(message=locked).delete()
+        if locked.has_attachments:
+            attachment_services.attachments_delete_for_message(message=locked)
         locked.is_deleted = True
         locked.message_body = ""
         locked.edited_at = None
-        locked.save(update_fields=["is_deleted", "message_body", "edited_at"])
+        locked.has_attachments = False
+        locked.save(update_fields=["is_deleted", "message_body", "edited_at", "has_attachments"])
         events.message_changed("message.deleted", locked)
     return locked

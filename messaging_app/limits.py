@@ -11,6 +11,10 @@ Two layers, because a `Content-Length` header is optional: a chunked body announ
 - `BodySizeLimitMiddleware` answers that 413 (with the request log and every middleware's
   headers), and refuses a declared `Content-Length` over the limit, also under WSGI.
 
+One route has a larger limit: an attachment upload (POST /api/attachments/) may carry
+ATTACHMENTS_MAX_BYTES plus the multipart framing (`body_limit`); its file is then counted again
+while it is parsed (attachments/uploads.py).
+
 daphne reads a whole body before the application sees any of it; `make run`'s server counts
 it as it arrives instead (messaging_app/devserver).
 """
@@ -25,8 +29,20 @@ from messaging_app.errors import error_response
 BODY_TOO_LARGE = "messaging_app.body_too_large"
 
 
-def too_large_detail() -> str:
-    return f"The request body is larger than {settings.MAX_REQUEST_BODY_BYTES} bytes."
+UPLOAD_PATH = "/api/attachments/"
+
+
+def body_limit(path: str, method: str) -> int:
+    """The largest body a request to `path` may have: MAX_REQUEST_BODY_BYTES, more for an upload."""
+    if method == "POST" and path == UPLOAD_PATH:
+        from attachments.uploads import upload_body_limit
+
+        return upload_body_limit()
+    return settings.MAX_REQUEST_BODY_BYTES
+
+
+def too_large_detail(limit: int | None = None) -> str:
+    return f"The request body is larger than {limit or settings.MAX_REQUEST_BODY_BYTES} bytes."
 
 
 class BodySizeLimitMiddleware:
@@ -39,8 +55,9 @@ class BodySizeLimitMiddleware:
         except ValueError:
             return error_response(400, "client_error", "bad_request", "Invalid Content-Length header.")
         marked = request.META.get(BODY_TOO_LARGE) or getattr(request, "scope", {}).get(BODY_TOO_LARGE)
-        if length > settings.MAX_REQUEST_BODY_BYTES or marked:
-            return error_response(413, "client_error", "request_too_large", too_large_detail())
+        limit = body_limit(request.path_info, request.method)
+        if length > limit or marked:
+            return error_response(413, "client_error", "request_too_large", too_large_detail(limit))
         return self.get_response(request)
 
 
@@ -55,12 +72,12 @@ def _declared_length(scope) -> int | None:
 
 
 def limit_request_body(app):
-    """ASGI middleware: HTTP bodies are read here, at most MAX_REQUEST_BODY_BYTES of them."""
+    """ASGI middleware: HTTP bodies are read here, at most `body_limit` bytes of them."""
 
     async def application(scope, receive, send):
         if scope["type"] != "http":
             return await app(scope, receive, send)
-        limit = settings.MAX_REQUEST_BODY_BYTES
+        limit = body_limit(scope.get("path", ""), scope.get("method", ""))
         declared = _declared_length(scope)
         too_large = declared is not None and declared > limit
         chunks, size = [], 0

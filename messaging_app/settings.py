@@ -62,6 +62,8 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 INSTALLED_APPS = [
     # First, so its management commands win over Django's (changepassword ends the user's logins).
     "chats",
+    # Files and images sent with messages (attachments/: upload, download, thumbnails, limits).
+    "attachments",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -227,6 +229,71 @@ STORAGES = {
         )
     },
 }
+
+# --- Attachments (attachments/, docs/attachments.md) ------------------------------------
+# Where uploads are kept: "local" (default: files under DJANGO_MEDIA_ROOT, nothing to set up)
+# or "s3" (any S3-compatible object store, through django-storages; a private bucket). Either
+# way downloads go through the API, which checks access on every request and streams the file:
+# nothing is ever served from MEDIA_ROOT or the bucket directly.
+MEDIA_ROOT = Path(env.str("DJANGO_MEDIA_ROOT", default=str(BASE_DIR / "media")))
+# An empty ATTACHMENTS_STORAGE counts as unset.
+ATTACHMENTS_STORAGE = env.str("ATTACHMENTS_STORAGE", default="").strip().lower() or "local"
+if ATTACHMENTS_STORAGE == "local":
+    STORAGES["attachments"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(MEDIA_ROOT / "attachments"), "base_url": None},
+    }
+elif ATTACHMENTS_STORAGE == "s3":
+    if not env.str("AWS_STORAGE_BUCKET_NAME", default=""):
+        raise ImproperlyConfigured("ATTACHMENTS_STORAGE=s3 needs AWS_STORAGE_BUCKET_NAME (and credentials).")
+    STORAGES["attachments"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env.str("AWS_STORAGE_BUCKET_NAME"),
+            # Empty: AWS itself; else e.g. http://minio:9000 or https://<account>.r2.cloudflarestorage.com.
+            "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("AWS_S3_REGION_NAME", default="") or None,
+            # Unset: boto3's own chain (instance role, IRSA, ~/.aws).
+            "access_key": env.str("AWS_ACCESS_KEY_ID", default="") or None,
+            "secret_key": env.str("AWS_SECRET_ACCESS_KEY", default="") or None,
+            # Keys under this prefix of the bucket.
+            "location": env.str("AWS_LOCATION", default="attachments"),
+            # Private objects: no ACL sent (the bucket's own policy, private by default) and
+            # signed requests only; the API streams them to authorised users.
+            "default_acl": None,
+            "querystring_auth": True,
+            "file_overwrite": False,
+            "addressing_style": env.str("AWS_S3_ADDRESSING_STYLE", default="") or None,
+        },
+    }
+else:
+    raise ImproperlyConfigured(f"ATTACHMENTS_STORAGE must be 'local' or 's3', not {ATTACHMENTS_STORAGE!r}.")
+# Largest file (bytes) one upload may carry: 25 MiB. Larger uploads are answered 413 from their
+# Content-Length, before anything is read, or as soon as the bytes read pass it.
+ATTACHMENTS_MAX_BYTES = env.int("ATTACHMENTS_MAX_BYTES", default=25 * 1024 * 1024)
+# Content types accepted (comma-separated; `image/*`-style wildcards allowed). Images are
+# recognised by their content, not by the name or type the client gives.
+ATTACHMENTS_ALLOWED_TYPES = env.list(
+    "ATTACHMENTS_ALLOWED_TYPES",
+    default=[
+        "image/png", "image/jpeg", "image/gif", "image/webp", "image/svg+xml",
+        "application/pdf", "text/plain", "text/csv", "application/zip", "application/json",
+        "audio/mpeg", "audio/ogg", "video/mp4", "video/webm",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "application/msword", "application/vnd.ms-excel", "application/octet-stream",
+    ],
+)
+# Bytes of attachments one user may keep stored (uploads not yet sent count too): 1 GiB.
+ATTACHMENTS_USER_QUOTA_BYTES = env.int("ATTACHMENTS_USER_QUOTA_BYTES", default=1024 * 1024 * 1024)
+# Uploads never attached to a message are deleted after this many hours (manage.py prune_attachments).
+ATTACHMENTS_UNATTACHED_TTL_HOURS = env.int("ATTACHMENTS_UNATTACHED_TTL_HOURS", default=24)
+# Largest image (width x height) decoded for a thumbnail; larger ones are refused with 400
+# (a small file can decode to gigabytes: a "decompression bomb").
+ATTACHMENTS_MAX_IMAGE_PIXELS = env.int("ATTACHMENTS_MAX_IMAGE_PIXELS", default=50_000_000)
+# At most this many attachments on one message.
+ATTACHMENTS_MAX_PER_MESSAGE = 10
 
 # --- Production security (on by default whenever DEBUG is off) ------------------------
 # Behind a TLS-terminating proxy or ingress that sets X-Forwarded-Proto. Each can be

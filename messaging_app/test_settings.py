@@ -25,6 +25,13 @@ STORAGES = {
     **STORAGES,  # noqa: F405
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# Uploaded attachments go to a directory of this run (made by the first upload), removed at the
+# end of the session (chats/tests/conftest.py).
+MEDIA_ROOT = os.path.join(tempfile.gettempdir(), f"messaging_app-test-media-{os.getpid()}")
+STORAGES["attachments"] = {  # noqa: F405
+    "BACKEND": "django.core.files.storage.FileSystemStorage",
+    "OPTIONS": {"location": os.path.join(MEDIA_ROOT, "attachments"), "base_url": None},
+}
 # The test client speaks plain HTTP; test_production.py turns the redirect back on.
 SECURE_SSL_REDIRECT = False
 

@@ -15,6 +15,7 @@ urlpatterns = [
     # The login forms answer 429 when the password limits refuse (chats/password_limits.py).
     path("admin/login/", with_password_limit_status(admin.site.login)),
     path("admin/", admin.site.urls),
+    path("api/attachments/", include("attachments.urls")),
     path("api/", include("chats.urls")),
     path("api/token/", TokenObtainView.as_view(), name="token_obtain_pair"),
     path("api/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),

@@ -3,7 +3,7 @@
 #
 #   bash scripts/live_server.sh COMMAND [ARGS...]
 #
-# The server uses a fresh SQLite database in a temporary directory and listens on
+# The server uses a fresh SQLite database (and attachments directory) in a temporary directory and listens on
 # 127.0.0.1:${LIVE_PORT:-a free port}; COMMAND sees its address in $BASE_URL. Exit status:
 # COMMAND's, or 1 when the server cannot be started. Needs the virtualenv (`make install`).
 set -euo pipefail
@@ -45,7 +45,7 @@ show_log() { log "server log:"; sed 's/^/    /' "$tmp/server.log" >&2 || true; }
 answers && die "something already answers on $BASE_URL; pick another port with LIVE_PORT=..."
 
 cd "$ROOT"
-export DJANGO_DEBUG=1 DATABASE_URL="sqlite:///$tmp/db.sqlite3"
+export DJANGO_DEBUG=1 DATABASE_URL="sqlite:///$tmp/db.sqlite3" DJANGO_MEDIA_ROOT="$tmp/media"
 "$PY" manage.py migrate --no-input -v 0
 "$PY" manage.py runserver "127.0.0.1:${PORT}" --noreload >"$tmp/server.log" 2>&1 &
 server_pid=$!

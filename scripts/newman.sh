@@ -36,6 +36,7 @@ if [[ "${1:-}" == "--runs" ]]; then
         start=$SECONDS
         log "$label rates: run $i of $count against $BASE_URL"
         "$NEWMAN" run "$COLLECTION" --environment "$ENVIRONMENT" --env-var "baseUrl=$BASE_URL" \
+            --working-dir "$ROOT/post_man-Collections" \
             "${quiet[@]}" "$@" || { log "$label rates: run $i of $count failed"; exit 1; }
         log "$label rates: run $i of $count passed in $((SECONDS - start)) s"
         quiet=(--reporter-cli-no-success-assertions)

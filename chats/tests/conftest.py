@@ -56,3 +56,14 @@ def _fresh_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _attachment_files_removed():
+    """Uploaded attachments go to a temporary MEDIA_ROOT of this run (test_settings.py): removed at the end."""
+    import shutil
+
+    from django.conf import settings
+
+    yield
+    shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)

@@ -18,6 +18,8 @@ from django.contrib.staticfiles import finders
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from attachments.services import attachment_create
+from attachments.tests.helpers import png_upload
 from chats.models import Conversation, User
 from chats.schema import EXAMPLE_EMAIL, PLACEHOLDER_ID, PLACEHOLDER_REFRESH
 from chats.tests.factories import UserFactory, make_conversation
@@ -90,6 +92,8 @@ def default_body(schema: dict, operation: dict):
         return None
     content = resolve(schema, operation["requestBody"])["content"]
     media_type = next(iter(content))
+    if set(content) == {"multipart/form-data"}:  # a file upload: Swagger UI offers a file picker
+        return FILE_UPLOAD
     assert media_type == "application/json", "Swagger UI would offer a form, not JSON, first"
     media = content[media_type]
     if media.get("examples"):
@@ -127,6 +131,8 @@ BODY_FIELDS_TO_FILL = {
     ("post", "/api/token/blacklist/"): {"refresh": lambda world: world["login"]()["refresh"]},
 }
 PLACEHOLDERS = {PLACEHOLDER_ID, PLACEHOLDER_REFRESH}
+# An upload (POST /api/attachments/) has no example to send as-is: the reader picks a file, as here.
+FILE_UPLOAD = object()
 
 # First the two that make the example account and log it in, last the one that changes its password.
 FIRST = [("post", "/api/users/"), ("post", "/api/token/")]
@@ -150,6 +156,7 @@ def fill_path(path: str, world: dict) -> str:
         "conversation_id": world["conversation"].pk,
         "message_id": world["message"].pk,
         "user_id": world["me"].pk,  # DELETE .../participants/{user_id}/: leaving
+        "attachment_id": world["attachment"].pk,  # an image the user uploaded
     }
     filled = re.sub(r"\{(\w+)\}", lambda match: str(values[match.group(1)]), path)
     assert "{" not in filled
@@ -188,18 +195,22 @@ def test_every_default_example_succeeds_as_is_for_a_logged_in_user():
             # Fresh objects for each operation: a conversation with someone and the user's message in it.
             world["conversation"] = make_conversation(world["me"], UserFactory(), messages=("Hi",))
             world["message"] = world["conversation"].messages.get()
+            world["attachment"] = attachment_create(uploader=world["me"], upload=png_upload())
         url = fill_path(path, world) if access else path
         credentials = {"HTTP_AUTHORIZATION": f"Bearer {access}"} if access and operation.get("security") else {}
         query = default_query(schema, operation)
         if query:
             url += "?" + "&".join(f"{name}={value}" for name, value in query.items())
-        response = client.generic(
-            method.upper(),
-            url,
-            json.dumps(body) if body is not None else "",
-            content_type="application/json",
-            **credentials,
-        )
+        if body is FILE_UPLOAD:
+            response = client.post(url, {"file": png_upload()}, format="multipart", **credentials)
+        else:
+            response = client.generic(
+                method.upper(),
+                url,
+                json.dumps(body) if body is not None else "",
+                content_type="application/json",
+                **credentials,
+            )
         assert 200 <= response.status_code < 300, (method, path, body, response.status_code, response.content)
         ran.append((method, path))
         if (method, path) == ("post", "/api/token/"):

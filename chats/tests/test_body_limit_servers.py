@@ -1,5 +1,6 @@
 """
-The body limit (MAX_REQUEST_BODY_BYTES, 256 KiB) on the bytes actually sent, on the real
+The body limit (MAX_REQUEST_BODY_BYTES, 256 KiB; an attachment upload's: ATTACHMENTS_MAX_BYTES
+plus the multipart framing) on the bytes actually sent, on the real
 servers: `make run`'s daphne runserver and production's gunicorn + uvicorn workers, started
 as subprocesses on free ports. A chunked body announces no size; before the fix both servers
 read (and spooled) all of it, then answered. Now each answers 413 while the client is still
@@ -45,7 +46,8 @@ def server(request, tmp_path_factory):
         stop(process)
         return
     served = Server("gunicorn", free_port(), folder / "gunicorn.log")
-    env = app_env(database_url=f"sqlite:///{database}", secret_key="body-limit-test-secret-" + "x" * 40)
+    env = app_env(database_url=f"sqlite:///{database}", secret_key="body-limit-test-secret-" + "x" * 40,
+                  DJANGO_MEDIA_ROOT=str(folder / "media"))
     migrate(env)
     start_gunicorn(served, env, workers=1)
     try:
@@ -189,3 +191,77 @@ def test_a_websocket_message_past_64_kib_closes_the_socket_with_1009(server):
 
 def test_the_worker_and_the_settings_agree_on_the_websocket_bound():
     assert WS_MAX_MESSAGE_BYTES == settings.WS_MAX_MESSAGE_BYTES == settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE
+
+
+# --- Attachment uploads: their own, larger limit, on the upload path only ------------------------
+UPLOAD_LIMIT = settings.ATTACHMENTS_MAX_BYTES + 64 * 1024  # attachments/uploads.py: + the multipart framing
+BOUNDARY = b"attachment-test-boundary"
+
+
+def assert_upload_413(status: int, headers: dict, body: bytes) -> None:
+    assert status == 413, (status, body[:300])
+    assert json.loads(body) == {
+        "type": "client_error",
+        "errors": [{
+            "code": "request_too_large", "detail": f"The request body is larger than {UPLOAD_LIMIT} bytes.",
+            "attr": None,
+        }],
+    }
+
+
+def multipart(content: bytes, name: str = "big.bin") -> bytes:
+    return (
+        b"--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"%s\"\r\n"
+        b"Content-Type: application/octet-stream\r\n\r\n" % (BOUNDARY, name.encode())
+        + content + b"\r\n--%s--\r\n" % BOUNDARY
+    )
+
+
+def test_an_upload_past_the_general_limit_is_stored(server):
+    """1 MiB: four times MAX_REQUEST_BODY_BYTES, well within ATTACHMENTS_MAX_BYTES."""
+    import base64
+
+    email = f"uploader-{server_kind(server)}@example.com"
+    password = "Integration-Pass-7319!"
+    registration = json.dumps({"email": email, "password": password, "first_name": "Up", "last_name": "Loader"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server}/api/users/", data=registration.encode(), method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    assert opener.open(request, timeout=30).status == 201
+    content = bytes(range(256)) * 4096  # 1 MiB
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server}/api/attachments/", data=multipart(content), method="POST",
+        headers={
+            "Content-Type": f"multipart/form-data; boundary={BOUNDARY.decode()}",
+            "Authorization": "Basic " + base64.b64encode(f"{email}:{password}".encode()).decode(),
+        },
+    )
+    with opener.open(request, timeout=60) as response:
+        assert response.status == 201
+        uploaded = json.loads(response.read())
+    assert (uploaded["size"], uploaded["content_type"]) == (len(content), "application/octet-stream")
+
+
+def test_a_declared_oversize_upload_is_413_before_any_of_it_is_sent(server):
+    head = (
+        b"POST /api/attachments/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: multipart/form-data; boundary=%s\r\nContent-Length: %d\r\n\r\n" % (BOUNDARY, BODY)
+    )
+    status, headers, body, sent = send_body_until_answered(server, head, [b"[" * CHUNK] * (BODY // CHUNK))
+    assert_upload_413(status, headers, body)
+    assert sent < ANSWERED_BEFORE, f"answered only after {sent} of {BODY} bytes"
+    assert still_serving(server)
+
+
+def test_a_chunked_upload_past_its_limit_is_413_while_it_is_sent(server):
+    head = (
+        b"POST /api/attachments/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: multipart/form-data; boundary=%s\r\nTransfer-Encoding: chunked\r\n\r\n" % BOUNDARY
+    )
+    total = 2 * BODY  # 128 MiB offered; the limit is about 25 MiB
+    status, headers, body, sent = send_body_until_answered(server, head, chunked(total))
+    assert_upload_413(status, headers, body)
+    assert sent < UPLOAD_LIMIT + 8 * 1024 * 1024, f"answered only after {sent} of {total} bytes"
+    assert still_serving(server)

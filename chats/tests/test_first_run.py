@@ -33,7 +33,8 @@ def free_port() -> int:
 def dev_env(database: Path, **extra) -> dict:
     """What `make` gives the commands: DJANGO_DEBUG=1 and the shell's environment, minus our settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL", "PORT"))}
-    env.update(DJANGO_DEBUG="1", DATABASE_URL=f"sqlite:///{database}", PYTHONUNBUFFERED="1", **extra)
+    env.update(DJANGO_DEBUG="1", DATABASE_URL=f"sqlite:///{database}", PYTHONUNBUFFERED="1",
+               DJANGO_MEDIA_ROOT=str(database.parent / "media"), **extra)
     return env
 
 

@@ -30,6 +30,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
+from attachments import services as attachment_services
+from attachments.models import Attachment
+from attachments.tests.helpers import png_upload
 from chats import services
 from chats.models import Conversation, ConversationMembership, Message, User
 from chats.tests.factories import PASSWORD, UserFactory, make_conversation, send
@@ -62,6 +65,8 @@ class World:
     message: Message  # sent by the owner, edited once (so it has a history)
     reply: Message  # sent by the participant, replying to `message`
     elsewhere: Message  # the owner's message in another conversation (owner + dave)
+    attachment: Attachment | None = None  # an image the owner sent with `message`
+    draft: Attachment | None = None  # an image the owner uploaded and has not sent
     tokens: dict = field(default_factory=dict)
 
     def user(self, actor: str) -> User | None:
@@ -82,6 +87,8 @@ class World:
             "outsider": str(self.outsider.pk),
             "admin": str(self.admin.pk),
             "newcomer": str(self.newcomer.pk),
+            "attachment": str(self.attachment.pk),
+            "draft": str(self.draft.pk),
         }
 
     def private_strings(self) -> set[str]:
@@ -93,6 +100,7 @@ class World:
             | {u.email for u in members}
             | {str(u.pk) for u in members}
             | {str(self.conversation.pk), str(self.message.pk), str(self.reply.pk)}
+            | {str(self.attachment.pk), str(self.draft.pk), "secret-plans.png"}
         )
 
     def client(self, actor: str) -> APIClient:
@@ -120,8 +128,15 @@ def world(db):
     services.message_edit(message=message, actor=owner, message_body=SECRET_BODIES[1])
     reply = send(conversation, participant, SECRET_BODIES[2], parent_message_id=message.pk)
     elsewhere = send(make_conversation(owner, dave), owner, "Nothing to see here")
+    # An image sent with the owner's message (attached in place: the message counts stay as they are).
+    attachment = attachment_services.attachment_create(uploader=owner, upload=png_upload("secret-plans.png"))
+    Attachment.objects.filter(pk=attachment.pk).update(message=message)
+    Message.objects.filter(pk=message.pk).update(has_attachments=True)
+    draft = attachment_services.attachment_create(uploader=owner, upload=png_upload("draft.png"))
     message.refresh_from_db()
-    return World(owner, participant, third, outsider, admin, newcomer, conversation, message, reply, elsewhere)
+    return World(
+        owner, participant, third, outsider, admin, newcomer, conversation, message, reply, elsewhere, attachment, draft
+    )
 
 
 # --- The matrix ----------------------------------------------------------------------------
@@ -288,6 +303,17 @@ MATRIX = [
     Row("PUT", "/api/messages/" + M + "/", NOT_ALLOWED, data={"message_body": "changed"}),
     Row("DELETE", "/api/messages/" + M + "/", for_members(204, refused_member=403)),
     Row("GET", "/api/messages/" + M + "/history/", for_members(200), check=count_is(1)),
+    # --- Attachments: the uploader, and the participants of the conversation of the message carrying it
+    Row("POST", "/api/attachments/", per_actor(401, 201, 201, 201, 201), data="upload"),
+    Row("GET", "/api/attachments/{attachment}/", for_members(200)),
+    Row("GET", "/api/attachments/{attachment}/download/", for_members(200), check="the_image_inline"),
+    Row("GET", "/api/attachments/{attachment}/thumbnail/", for_members(200), check="the_image_inline"),
+    Row(
+        "GET",
+        "/api/attachments/{draft}/download/",
+        per_actor(401, 404, 404, 200, 404),
+        note="(an upload not sent yet: its uploader only)",
+    ),
 ]
 
 CELLS = [pytest.param(row, actor, id=f"{row.label()} as {actor}") for row in MATRIX for actor in ACTORS]
@@ -300,6 +326,8 @@ def payload_for(row: Row, world: World, actor: str):
         return {"email": user.email, "password": PASSWORD}
     if row.data == "own_refresh":
         return {"refresh": refresh_token_for(world, actor)}
+    if row.data == "upload":
+        return {"file": png_upload("mine.png")}
     return fill(row.data, world.ids, user, world)
 
 
@@ -310,6 +338,8 @@ def call(world: World, actor: str, method: str, path: str, data):
 def call_with(client: APIClient, method: str, path: str, data):
     if method == "GET":
         return client.get(path)
+    if isinstance(data, dict) and "file" in data:  # an upload
+        return client.post(path, data, format="multipart")
     return getattr(client, method.lower())(path, data, format="json")
 
 
@@ -353,12 +383,18 @@ def test_permission_matrix(world, row, actor):
     if expected >= 400:
         assert_error(response, expected)
         assert_nothing_private(world, response, sent=path + repr(data))
-        if actor in ("outsider", "admin", "anonymous") and path.startswith(("/api/conversations/", "/api/messages/")):
+        if actor in ("outsider", "admin", "anonymous") and path.startswith(
+            ("/api/conversations/", "/api/messages/", "/api/attachments/")
+        ):
             # Someone else's ids get exactly the answer random ids get.
             again = call(world, actor, row.method, randomise(path, world), randomise(data, world))
             assert (again.status_code, again.json()) == (response.status_code, response.json())
         return
-    if isinstance(row.check, str):
+    if row.check == "the_image_inline":
+        assert response["Content-Type"] == "image/png"
+        assert response["Content-Disposition"].startswith("inline")
+        assert b"".join(response.streaming_content).startswith(b"\x89PNG")
+    elif isinstance(row.check, str):
         count = NAMED_CHECKS[row.check][actor]
         count_is(count)(world, response, actor)
         if count == 0:
@@ -462,6 +498,7 @@ def _methods(callback) -> set[str]:
 
 def _template(route: str) -> str:
     route = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", route.replace("^", "").replace("$", ""))
+    route = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route)  # path() converters: <str:attachment_id>
     return "/" + route
 
 
@@ -473,6 +510,8 @@ def _matrix_template(route: str) -> str:
         "elsewhere": "message_id",
         "third": "user_id",
         "me": "user_id",
+        "attachment": "attachment_id",
+        "draft": "attachment_id",
     }
     return re.sub(r"\{(\w+)\}", lambda m: "{" + names.get(m.group(1), m.group(1)) + "}", route)
 

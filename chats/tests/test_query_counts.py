@@ -92,3 +92,58 @@ def test_timeline_page_selects_ids_without_joining_users(alice, bob, client_for)
         assert response.status_code == 200
         limited = [q["sql"] for q in captured.captured_queries if "LIMIT" in q["sql"] and "chats_message" in q["sql"]]
         assert limited and all("chats_user" not in sql for sql in limited), limited
+
+
+# --- Attachments: one more query per page when a message on it has some, whatever the page length
+def _send_with_attachment(conversation, sender, body=""):
+    from attachments import services as attachment_services
+    from attachments.tests.helpers import upload
+
+    attachment = attachment_services.attachment_create(uploader=sender, upload=upload())
+    return send(conversation, sender, body, attachment_ids=[attachment.pk])
+
+
+def test_nested_message_list_with_attachments(alice, bob, client_for, django_assert_num_queries):
+    conversation = make_conversation(alice, bob)
+    for i in range(20):
+        _send_with_attachment(conversation, alice if i % 2 else bob)
+    url = f"/api/conversations/{conversation.pk}/messages/"
+    # access check, the page's ids, those rows, their attachments
+    assert_fixed_queries(django_assert_num_queries, client_for(alice), url, 4)
+    page = client_for(alice).get(url).json()["results"]
+    assert all(len(message["attachments"]) == 1 for message in page)
+
+
+def test_flat_message_list_with_attachments(alice, client_for, django_assert_num_queries):
+    for _ in range(20):
+        others = UserFactory.create_batch(2)
+        _send_with_attachment(make_conversation(alice, *others), alice)
+    # count, active conversations, merged ids, rows, their attachments
+    assert_fixed_queries(django_assert_num_queries, client_for(alice), "/api/messages/", 5)
+
+
+def test_conversation_list_with_attachments(alice, client_for, django_assert_num_queries):
+    for _ in range(20):
+        others = UserFactory.create_batch(2)
+        _send_with_attachment(make_conversation(alice, *others), alice)
+    # count, page, participants, the last messages' attachments
+    assert_fixed_queries(django_assert_num_queries, client_for(alice), "/api/conversations/", 4)
+
+
+@pytest.mark.parametrize("count", [1, 10])
+def test_send_with_attachments_runs_the_same_queries_for_one_or_ten(
+    alice, bob, client_for, django_assert_num_queries, django_capture_on_commit_callbacks, count
+):
+    from attachments import services as attachment_services
+    from attachments.tests.helpers import upload
+
+    conversation = make_conversation(alice, bob)
+    ids = [str(attachment_services.attachment_create(uploader=alice, upload=upload()).pk) for _ in range(count)]
+    # the send's 11, plus: the uploads locked and checked, attached, and read for the response and the event
+    with django_assert_num_queries(14):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client_for(alice).post(
+                f"/api/conversations/{conversation.pk}/messages/", {"attachments": ids}, format="json"
+            )
+    assert response.status_code == 201, response.content
+    assert len(response.json()["attachments"]) == count

@@ -34,7 +34,8 @@ from chats.views.base import ScopedViewSet
 # Query parameters that do not change which messages a timeline holds.
 
 SEND_DESCRIPTION = (
-    "The sender is always you. `parent_message` makes it a reply (same conversation only). "
+    "The sender is always you. `attachments` sends files you uploaded first (POST /api/attachments/); "
+    "with them `message_body` may be empty. `parent_message` makes it a reply (same conversation only). "
     "`client_id` makes retries safe: a send repeating a `client_id` you used before returns the "
     "original message with 200 instead of creating a second one."
 )
@@ -100,9 +101,10 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
         message, created = services.message_send(
             conversation=conversation,
             sender=self.request.user,
-            message_body=data["message_body"],
+            message_body=data.get("message_body", ""),
             parent_message_id=data.get("parent_message"),
             client_id=data.get("client_id"),
+            attachment_ids=data.get("attachments", ()),
         )
         return Response(
             message_representation(message), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
@@ -144,6 +146,12 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
     ),
     partial_update=EDIT_SCHEMA,
     destroy=DELETE_SCHEMA,
+)
+# attachments_attach: someone else's or an unknown upload, one already sent. message_body is
+# optional with attachments, so its required/blank errors come from the serializer's validate().
+@document_validation_errors(
+    {"attachments": ["does_not_exist", "already_attached"], "message_body": ["required", "blank"]},
+    actions=["create"],
 )
 class MessageViewSet(_MessageViewSetBase):
     input_serializer_class = MessageCreateSerializer
@@ -206,6 +214,12 @@ class MessageViewSet(_MessageViewSetBase):
     ),
     partial_update=EDIT_SCHEMA,
     destroy=DELETE_SCHEMA,
+)
+# attachments_attach: someone else's or an unknown upload, one already sent. message_body is
+# optional with attachments, so its required/blank errors come from the serializer's validate().
+@document_validation_errors(
+    {"attachments": ["does_not_exist", "already_attached"], "message_body": ["required", "blank"]},
+    actions=["create"],
 )
 class ConversationMessageViewSet(_MessageViewSetBase):
     def get_conversation(self) -> Conversation:

@@ -24,7 +24,7 @@ from daphne.server import Server
 from django.conf import settings
 
 from messaging_app.errors import error_body
-from messaging_app.limits import too_large_detail
+from messaging_app.limits import body_limit, too_large_detail
 
 
 def listen_error_message(error) -> str:
@@ -46,10 +46,15 @@ def listen_error_message(error) -> str:
 class BoundedWebRequest(WebRequest):
     received = 0
     refused = False
+    limit = None
 
     def gotLength(self, length):
-        self.content = io.BytesIO()  # at most MAX_REQUEST_BODY_BYTES: no temporary file
-        if length is not None and length > settings.MAX_REQUEST_BODY_BYTES:
+        # The request line is on the channel until the whole request has arrived.
+        path = getattr(self.channel, "_path", b"").split(b"?", 1)[0].decode("latin-1")
+        method = getattr(self.channel, "_command", b"").decode("latin-1")
+        self.limit = body_limit(path, method)
+        self.content = io.BytesIO()  # at most the limit (an upload's: ATTACHMENTS_MAX_BYTES): no temporary file
+        if length is not None and length > self.limit:
             self.requestHeaders.removeHeader(b"Expect")  # no "100 Continue" after the answer
             self.refuse_too_large()
 
@@ -57,7 +62,7 @@ class BoundedWebRequest(WebRequest):
         if self.refused:
             return
         self.received += len(data)
-        if self.received > settings.MAX_REQUEST_BODY_BYTES:
+        if self.received > (self.limit or settings.MAX_REQUEST_BODY_BYTES):
             self.refuse_too_large()
         else:
             super().handleContentChunk(data)
@@ -65,7 +70,7 @@ class BoundedWebRequest(WebRequest):
     def refuse_too_large(self):
         """413 in the API's error shape, then close: the rest of the body is never read."""
         self.refused = True
-        body = json.dumps(error_body("client_error", "request_too_large", too_large_detail())).encode()
+        body = json.dumps(error_body("client_error", "request_too_large", too_large_detail(self.limit))).encode()
         head = (
             "HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
