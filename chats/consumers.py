@@ -28,10 +28,11 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from django.utils.http import is_same_domain
+from redis.exceptions import RedisError
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
-from chats import delivery, socket_slots, stream
+from chats import delivery, presence, socket_slots, stream
 from chats.events import as_plain_json
 from chats.models import ConversationMembership, User
 from chats.serializers import UserSummarySerializer
@@ -55,6 +56,8 @@ TYPING_FLOOD_WINDOW = 10.0
 # that resumes sends it at once, and its replay then comes before any live event (no event
 # sent live first and again by the replay, out of order).
 RESUME_GRACE_SECONDS = 1.0
+# People one socket may follow the presence of (presence.subscribe).
+PRESENCE_SUBSCRIPTIONS = 100
 # Events read from the stream per query when catching up.
 CATCH_UP_BATCH = 100
 
@@ -95,7 +98,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 task.cancel()
         if self.user is not None:
             delivery.unregister(self)
-            await socket_slots.release(self.user.pk, self.socket_id)
+            try:
+                await socket_slots.release(self.user.pk, self.socket_id)
+            except RedisError:  # Redis unreachable: the slot lapses by itself (SLOT_TTL_SECONDS)
+                logger.warning("Could not release a socket slot of user %s", self.user_hex, exc_info=True)
+            presence.socket_closed(self.user.pk)
 
     async def _close_if_not_authenticated(self):
         await asyncio.sleep(settings.WS_AUTH_TIMEOUT)
@@ -162,6 +169,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.loop.call_later(RESUME_GRACE_SECONDS, self.started.set)
         self.pump = asyncio.create_task(self._pump())
         await self.send_json({"type": "auth.ok", "user_id": str(user.pk), "last_event_id": self.position})
+        await presence.socket_opened(user.pk)
 
     async def _keep_alive(self):
         """
@@ -255,10 +263,27 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "pong"})
         elif kind == "resume":
             await self._resume(content.get("since"))
+        elif kind == "presence.subscribe":
+            await self._presence_subscribe(content.get("user_ids"))
         elif kind == "auth":
             await self._error("already_authenticated", "This socket is already authenticated.")
         else:
             await self._error("unknown_type", f"Unknown frame type: {kind[:40]}.")
+
+    async def _presence_subscribe(self, raw_ids):
+        """From now on, presence changes of these people (replacing the last list); their presence now first."""
+        try:
+            if not isinstance(raw_ids, list) or len(raw_ids) > PRESENCE_SUBSCRIPTIONS:
+                raise ValueError
+            user_ids = list(dict.fromkeys(UUID(str(raw)) for raw in raw_ids))
+        except ValueError:
+            await self._error("invalid", f'"user_ids" must be a list of at most {PRESENCE_SUBSCRIPTIONS} user ids.')
+            return
+        async with self.sending:  # live changes queue behind the presence now: never older after newer
+            delivery.watch(self, [user_id.hex for user_id in user_ids])
+            now = await database_sync_to_async(presence.presence_for)(viewer=self.user, user_ids=user_ids)
+            for shown in now:
+                await self.send_json(shown)
 
     async def _error(self, code: str, detail: str):
         await self.send_json({"type": "error", "code": code, "detail": detail})

@@ -12,7 +12,9 @@ a list of batches, each one frame and its recipients:
 recipient's event_id, to its own sockets of those users, in the order published. A message to a
 1,000-member conversation is one PUBLISH of about 40 KB, where a channel layer makes one
 operation per recipient. Other messages: {"revoke": "<user hex>", "login_id": ...} closes a
-user's sockets (events.credentials_revoked).
+user's sockets (events.credentials_revoked); {"presence": "<user hex>", "frame": {...}, "to":
+["<user hex>", ...]} goes to those of the listed users' sockets that subscribed to that user's
+presence (chats/presence.py).
 
 Pub/sub keeps nothing: a message published while a process is not subscribed (Redis
 restarting, the subscription reconnecting) never reaches it. The stream (chats/stream.py) has
@@ -61,6 +63,10 @@ def revoke_item(login_id):
 # and by dispatch() under the lock (dispatch may run on a request thread without Redis).
 _sockets: dict[str, set[Socket]] = {}
 _sockets_lock = threading.Lock()
+# Presence subscriptions (chats/presence.py): user hex -> sockets of this process following them,
+# and each such socket's list.
+_watchers: dict[str, set[Socket]] = {}
+_watched_by: dict[Socket, frozenset[str]] = {}
 # One subscription task per event loop that has sockets (one in a server; tests make several).
 _listeners: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task]" = weakref.WeakKeyDictionary()
 
@@ -82,6 +88,22 @@ def unregister(socket: Socket) -> None:
             sockets.discard(socket)
             if not sockets:
                 del _sockets[socket.user_hex]
+    watch(socket, ())
+
+
+def watch(socket: Socket, user_hexes) -> None:
+    """The socket now follows the presence of these users (hex ids) instead of those it followed."""
+    with _sockets_lock:
+        for user_hex in _watched_by.pop(socket, ()):
+            watchers = _watchers.get(user_hex)
+            if watchers is not None:
+                watchers.discard(socket)
+                if not watchers:
+                    del _watchers[user_hex]
+        if user_hexes:
+            _watched_by[socket] = frozenset(user_hexes)
+            for user_hex in user_hexes:
+                _watchers.setdefault(user_hex, set()).add(socket)
 
 
 # Sockets of this process closed because they stopped reading (consumers: code 4408), since it started.
@@ -116,7 +138,7 @@ _sync_client = None
 _sync_client_lock = threading.Lock()
 
 
-def _redis_sync():
+def redis_sync():
     """One client (a thread-safe pool) per process, for publishing from request threads."""
     global _sync_client
     if _sync_client is None:
@@ -145,7 +167,7 @@ def _redis_async():
 def publish(message) -> None:
     """From synchronous code (a request thread, after commit). Raises if Redis is unreachable."""
     if settings.REDIS_URL:
-        _redis_sync().publish(settings.LIVE_CHANNEL, orjson.dumps(message))
+        redis_sync().publish(settings.LIVE_CHANNEL, orjson.dumps(message))
     else:
         dispatch(message)
 
@@ -162,7 +184,13 @@ async def apublish(message) -> None:
 
 def dispatch(message) -> None:
     """A published message to this process's sockets (on their loops, in order)."""
-    if isinstance(message, dict):  # {"revoke": user hex, "login_id": ...}
+    if isinstance(message, dict) and "presence" in message:
+        with _sockets_lock:
+            watching = list(_watchers.get(message["presence"], ()))
+        audience = set(message["to"]) if watching else ()
+        item = (message["frame"], None)
+        targets = [(socket, item) for socket in watching if socket.user_hex in audience]
+    elif isinstance(message, dict):  # {"revoke": user hex, "login_id": ...}
         targets = [(socket, revoke_item(message.get("login_id"))) for socket in _of(message["revoke"])]
     else:
         targets = []

@@ -72,6 +72,11 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # When their last WebSocket closed (chats/presence.py); null: never connected. Shown to people
+    # who share a conversation with them, unless presence_visible is off.
+    last_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Whether people who share a conversation with them see when they are online (PATCH /api/users/me/).
+    presence_visible = models.BooleanField(default=True)
 
     objects = UserManager()
 

@@ -55,8 +55,34 @@ class UserMeSerializer(UserProfileSerializer):
     unread_count = serializers.IntegerField(read_only=True)
 
     class Meta(UserProfileSerializer.Meta):
-        fields = UserProfileSerializer.Meta.fields + ["unread_count"]
+        fields = UserProfileSerializer.Meta.fields + ["presence_visible", "unread_count"]
         read_only_fields = fields
+
+
+class UserSettingsSerializer(serializers.Serializer):
+    """What you may change of your account with PATCH /api/users/me/."""
+
+    presence_visible = serializers.BooleanField(
+        required=False,
+        help_text="Whether people who share a conversation with you see when you are online "
+        "(`GET /api/presence/`, `presence` events). Off: they see nothing, not even when you were last seen.",
+    )
+
+
+class PresenceQuerySerializer(serializers.Serializer):
+    user_id = serializers.ListField(
+        child=serializers.UUIDField(), required=False, max_length=100,
+        help_text="The people whose presence you want (repeat the parameter, at most 100). Left out: yours.",
+    )
+
+
+class PresenceSerializer(serializers.Serializer):
+    type = serializers.CharField(help_text='Always "presence" (the same shape as the WebSocket frame).')
+    user_id = serializers.UUIDField()
+    online = serializers.BooleanField(help_text="They have a WebSocket open now.")
+    last_seen_at = serializers.DateTimeField(
+        allow_null=True, help_text="When their last socket closed; null while online or if never connected."
+    )
 
 
 class MessageSerializer(serializers.ModelSerializer):

@@ -40,7 +40,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from attachments import services as attachment_services
-from chats import events, selectors
+from chats import events, presence, selectors
 from chats.models import (
     MAX_INITIAL_MESSAGES,
     MAX_PARTICIPANTS,
@@ -81,6 +81,17 @@ def user_register(
     except IntegrityError:
         raise ValidationError({"email": ["A user with this email already exists."]})
     return user
+
+
+@transaction.atomic
+def user_update_settings(*, user: User, presence_visible: bool | None = None) -> User:
+    """Your account's settings (PATCH /api/users/me/). Showing or hiding presence tells those who see it."""
+    locked = selectors.for_update(User.objects.filter(pk=user.pk)).get()
+    if presence_visible is not None and presence_visible != locked.presence_visible:
+        locked.presence_visible = presence_visible
+        locked.save(update_fields=["presence_visible"])
+        transaction.on_commit(lambda: presence.visibility_changed(locked), robust=True)
+    return locked
 
 
 @transaction.atomic

@@ -35,6 +35,15 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 """
 
+# How many unlapsed entries each key has, by the Redis clock.
+_COUNT = """
+local now = redis.call('TIME')
+local now_s = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local counts = {}
+for i, key in ipairs(KEYS) do counts[i] = redis.call('ZCOUNT', key, '(' .. now_s, '+inf') end
+return counts
+"""
+
 # One Redis client per event loop (a client's connections belong to the loop that opened them).
 _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = weakref.WeakKeyDictionary()
 # Without Redis: user id -> channel names of their authenticated sockets in this process.
@@ -45,7 +54,7 @@ def _key(user_id: UUID) -> str:
     return f"ws:sockets:{user_id.hex}"
 
 
-def _redis():
+def loop_client():
     from redis.asyncio import Redis
 
     loop = asyncio.get_running_loop()
@@ -64,13 +73,13 @@ async def claim(user_id: UUID, channel_name: str) -> bool:
             return False
         sockets.add(channel_name)
         return True
-    return bool(await _redis().eval(_CLAIM, 1, _key(user_id), cap, channel_name, SLOT_TTL_SECONDS))
+    return bool(await loop_client().eval(_CLAIM, 1, _key(user_id), cap, channel_name, SLOT_TTL_SECONDS))
 
 
 async def renew(user_id: UUID, channel_name: str) -> None:
     """Keep the slot from lapsing (re-added if it had: the socket is still open and must count)."""
     if settings.REDIS_URL:
-        await _redis().eval(_CLAIM, 1, _key(user_id), -1, channel_name, SLOT_TTL_SECONDS)
+        await loop_client().eval(_CLAIM, 1, _key(user_id), -1, channel_name, SLOT_TTL_SECONDS)
 
 
 async def release(user_id: UUID, channel_name: str) -> None:
@@ -80,4 +89,26 @@ async def release(user_id: UUID, channel_name: str) -> None:
         if not sockets:
             _local.pop(user_id, None)
         return
-    await _redis().zrem(_key(user_id), channel_name)
+    await loop_client().zrem(_key(user_id), channel_name)
+
+
+async def connected(user_ids: list[UUID]) -> set[UUID]:
+    """Those of these users who have an authenticated socket open, in any process (chats/presence.py)."""
+    if not user_ids:
+        return set()
+    if not settings.REDIS_URL:
+        return {user_id for user_id in user_ids if _local.get(user_id)}
+    counts = await loop_client().eval(_COUNT, len(user_ids), *(_key(user_id) for user_id in user_ids))
+    return {user_id for user_id, count in zip(user_ids, counts) if count}
+
+
+def connected_now(user_ids: list[UUID]) -> set[UUID]:
+    """connected(), from synchronous code (a request's thread)."""
+    if not user_ids:
+        return set()
+    if not settings.REDIS_URL:
+        return {user_id for user_id in user_ids if _local.get(user_id)}
+    from chats.delivery import redis_sync
+
+    counts = redis_sync().eval(_COUNT, len(user_ids), *(_key(user_id) for user_id in user_ids))
+    return {user_id for user_id, count in zip(user_ids, counts) if count}

@@ -29,4 +29,5 @@ conversation_router.register(
 urlpatterns = [
     path("ping/", views.ping, name="ping"),
     path("events/", views.EventsView.as_view(), name="events"),
+    path("presence/", views.PresenceView.as_view(), name="presence"),
 ] + router.urls + conversation_router.urls

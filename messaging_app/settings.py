@@ -475,6 +475,9 @@ LIVE_CHANNEL = env.str("LIVE_CHANNEL", default="messaging:live")
 # when a frame waits WS_SEND_TIMEOUT seconds to be taken, or WS_MAX_PENDING_EVENTS events wait.
 WS_SEND_TIMEOUT = env.float("WS_SEND_TIMEOUT", default=30.0)
 WS_MAX_PENDING_EVENTS = env.int("WS_MAX_PENDING_EVENTS", default=1000)
+# Seconds a user must have no socket open before they are announced offline (chats/presence.py):
+# a reload or a short network drop announces nothing.
+PRESENCE_OFFLINE_GRACE = env.float("PRESENCE_OFFLINE_GRACE", default=10.0)
 # Days each user's events are kept for replay (GET /api/events/?since=, the socket's resume):
 # older ones are deleted by `manage.py prune_events`, and a cursor before them is answered 410.
 EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=7)

@@ -70,7 +70,7 @@ async def until(condition, timeout=TIMEOUT):
     assert condition()
 
 
-async def test_a_send_to_sixty_people_is_one_publish_and_reaches_every_socket(ws, live_redis):  # noqa: F811
+async def test_a_send_to_sixty_people_is_one_publish_and_reaches_every_socket(live_redis, ws):  # noqa: F811
     people, conversation = await group_of(60)
     sockets = [await ws.login(person) for person in people[:20]]
     await until(lambda: live_redis.client.pubsub_numsub("messaging:live")[0][1] == 1)
@@ -83,7 +83,7 @@ async def test_a_send_to_sixty_people_is_one_publish_and_reaches_every_socket(ws
         assert frame["event_id"] == await db(stream.position)(person.pk)
 
 
-async def test_events_published_while_redis_was_down_arrive_when_it_is_back(ws, live_redis, caplog):  # noqa: F811
+async def test_events_published_while_redis_was_down_arrive_when_it_is_back(live_redis, ws, caplog):  # noqa: F811
     alice, bob = await db(UserFactory.create_batch)(2)
     conversation = await db(make_conversation)(alice, bob)
     socket = await ws.login(bob)

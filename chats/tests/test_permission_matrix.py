@@ -168,6 +168,17 @@ def is_me(world, response, actor):
     assert response.json()["user_id"] == str(world.user(actor).pk)
 
 
+def own_presence(world, response, actor):
+    assert [p["user_id"] for p in response.json()] == [str(world.user(actor).pk)], response.json()
+
+
+def presence_if_shared(world, response, actor):
+    """The owner's presence only to themself and to people who share a conversation with them."""
+    me = world.user(actor)
+    shares = me.pk == world.owner.pk or world.owner.memberships.filter(conversation__memberships__user=me).exists()
+    assert [p["user_id"] for p in response.json()] == ([str(world.owner.pk)] if shares else []), response.json()
+
+
 def own_events_only(world, response, actor):
     """Without `since`, only the position; from the start, frames of the caller's conversations only."""
     body = response.json()
@@ -229,6 +240,8 @@ MATRIX = [
     Row("GET", "/api/", per_actor(200, 200, 200, 200, 200), note="(public: what exists, how to log in)"),
     Row("GET", "/api/ping/", AUTHENTICATED, check=is_me),
     Row("GET", "/api/events/", AUTHENTICATED, check=own_events_only),
+    Row("GET", "/api/presence/", AUTHENTICATED, check=own_presence, note="(without user_id: yours)"),
+    Row("GET", "/api/presence/?user_id={owner}", AUTHENTICATED, check=presence_if_shared),
     Row("GET", "/api/schema/", per_actor(200, 200, 200, 200, 200), note="(public by design)"),
     Row("GET", "/api/docs/", per_actor(200, 200, 200, 200, 200), note="(public by design)"),
     Row("GET", "/api/redoc/", per_actor(200, 200, 200, 200, 200), note="(public by design)"),
@@ -237,7 +250,7 @@ MATRIX = [
     Row("POST", "/api/users/", per_actor(201, 201, 201, 201, 201), data=REGISTRATION),
     Row("PUT", "/api/users/", NOT_ALLOWED),
     Row("GET", "/api/users/me/", AUTHENTICATED, check=is_me),
-    Row("PATCH", "/api/users/me/", NOT_ALLOWED, data={"role": "admin", "is_staff": True}),
+    Row("PATCH", "/api/users/me/", AUTHENTICATED, data={"presence_visible": True, "role": "admin"}, check=is_me),
     Row("PUT", "/api/users/me/", NOT_ALLOWED, data={"role": "admin", "is_staff": True}),
     Row("DELETE", "/api/users/me/", NOT_ALLOWED),
     Row("POST", "/api/users/me/password/", per_actor(401, 204, 204, 204, 204), data=PASSWORD_CHANGE),
@@ -770,10 +783,9 @@ def test_participant_add_uses_only_user_id(world):
 
 
 def test_role_cannot_be_changed_through_me(world):
-    for method in ("patch", "put"):
-        response = getattr(world.client("participant"), method)(
-            "/api/users/me/", {"role": "admin", "is_staff": True}, format="json"
-        )
-        assert_error(response, 405)
+    client = world.client("participant")
+    assert_error(client.put("/api/users/me/", {"role": "admin", "is_staff": True}, format="json"), 405)
+    response = client.patch("/api/users/me/", {"role": "admin", "is_staff": True}, format="json")
+    assert response.status_code == 200 and response.json()["role"] == "guest"  # only settings change
     world.participant.refresh_from_db()
     assert (world.participant.role, world.participant.is_staff) == ("guest", False)

@@ -104,9 +104,11 @@ async def ws():
 @pytest.fixture(autouse=True)
 def fresh_live_delivery():
     """No socket registered with live delivery outlives its test's event loop."""
-    delivery._sockets.clear()
+    for registry in (delivery._sockets, delivery._watchers, delivery._watched_by):
+        registry.clear()
     yield
-    delivery._sockets.clear()
+    for registry in (delivery._sockets, delivery._watchers, delivery._watched_by):
+        registry.clear()
 
 
 async def receive(socket: WebsocketCommunicator, timeout: float = TIMEOUT) -> dict:

@@ -6,6 +6,7 @@ from chats.views.auth import TokenBlacklistView, TokenObtainView, TokenRefreshVi
 from chats.views.conversations import ConversationViewSet
 from chats.views.events import EventsView
 from chats.views.messages import ConversationMessageViewSet, MessageViewSet
+from chats.views.presence import PresenceView
 from chats.views.root import ApiRootView
 from chats.views.users import UserViewSet
 
@@ -15,6 +16,7 @@ __all__ = [
     "ConversationViewSet",
     "EventsView",
     "MessageViewSet",
+    "PresenceView",
     "TokenBlacklistView",
     "TokenObtainView",
     "TokenRefreshView",

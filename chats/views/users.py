@@ -23,6 +23,7 @@ from chats.serializers import (
     UserProfileSerializer,
     UserRegisterSerializer,
     UserSearchQuerySerializer,
+    UserSettingsSerializer,
     UserSummarySerializer,
 )
 from chats.throttles import RegisterRateThrottle
@@ -98,9 +99,21 @@ class UserViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, ScopedViewSet)
         return Response(UserProfileSerializer(user).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Your account, with your total unread count", responses={200: UserMeSerializer})
-    @action(detail=False, methods=["get"])
+    @extend_schema(
+        methods=["PATCH"],
+        summary="Change your account's settings",
+        description="Only the fields sent change. `presence_visible`: whether people who share a "
+        "conversation with you see when you are online.",
+        request=UserSettingsSerializer,
+        responses={200: UserMeSerializer},
+    )
+    @action(detail=False, methods=["get", "patch"])
     def me(self, request):
         user = request.user
+        if request.method == "PATCH":
+            serializer = UserSettingsSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            user = services.user_update_settings(user=user, **serializer.validated_data)
         user.unread_count = selectors.unread_total_for_user(user=user)
         return Response(UserMeSerializer(user).data)
 
