@@ -62,6 +62,18 @@ def targets(results: dict) -> list[dict]:
         n = f"{f['participants']:,}"
         check(f"fan-out to {n}: lost + duplicated + gaps", f["lost"] + f["duplicated"] + f["gaps"], "0",
               f["lost"] + f["duplicated"] + f["gaps"] == 0, "fanout")
+    loaded = results.get("socket_load")
+    if loaded:
+        bad = loaded["lost"] + loaded["duplicated"] + loaded["gaps"]
+        check(f"socket load ({loaded['achieved_rate']} sends/s): lost + duplicated + gaps", bad, "0", bad == 0,
+              "fanout")
+        p99 = loaded["delivery_p99_ms"] or float("inf")
+        check("socket load: delivery p99 ms", p99, "< 1000", p99 < 1000, "fanout")
+    idled = results.get("idle_sockets")
+    if idled:
+        bad = idled["dropped"] + (idled["sockets"] - idled["reached"]) + idled["server_errors"]
+        check(f"{idled['sockets']:,} idle sockets for {idled['seconds']:g} s: dropped + not reached + server errors",
+              bad, "0", bad == 0, "fanout")
     if len(fanned) > 1:  # issue 14: fan-out off the request path
         small, big = fanned[0], fanned[-1]
         ratio = big["send_p50_ms"] / small["send_p50_ms"] if small["send_p50_ms"] else float("inf")
@@ -181,6 +193,20 @@ def markdown(results: dict) -> str:
                 f"{f['delivery_p99_ms']} | {f['delivered']:,} of {f['expected']:,} | {f['lost']} | "
                 f"{f['duplicated']} | {f['gaps']} |"
             )
+    loaded = results.get("socket_load")
+    if loaded:
+        lines += ["", f"Socket load: {loaded['groups']} conversations of {loaded['members']} people, all connected, "
+                  f"{loaded['rate']:g} sends/s in all for {loaded['sends'] / loaded['rate']:g} s (achieved "
+                  f"{loaded['achieved_rate']}/s): {loaded['delivered']:,} of {loaded['expected']:,} delivered, "
+                  f"lost {loaded['lost']}, duplicated {loaded['duplicated']}, gaps {loaded['gaps']}; delivery p50 "
+                  f"{loaded['delivery_p50_ms']} ms, p99 {loaded['delivery_p99_ms']} ms."]
+    idled = results.get("idle_sockets")
+    if idled:
+        lines += ["", f"Idle sockets: {idled['sockets']:,} authenticated sockets ({idled['people']:,} people) opened "
+                  f"in {idled['open_seconds']} s and held {idled['seconds']:g} s: {idled['dropped']} dropped; one "
+                  f"message then reached {idled['reached']:,} of them in {idled['reach_seconds']} s; server memory "
+                  f"{idled['server_kib_per_socket']} KiB per socket; all closed at once in {idled['close_seconds']} s "
+                  f"with {idled['server_errors']} server errors."]
     lines += ["", "Targets: **scenario** (flat pages and tails; `--strict` fails on them), **serving** (issue 13: "
               "against the bare Django view, and new connections per request; `--strict-serving` fails on them "
               "too) and **ping-share** (issue 6's shares of our own ping; shown only: issue 13 made ping itself "

@@ -45,9 +45,11 @@ DB_URL = "mysql://root@127.0.0.1:3306/messaging_bench"
 
 MODES = {
     "full": dict(users=1000, conversations_per_user=20, messages_per_conversation=50, long_messages=1_000_000,
-                 duration=30, warmup=3, ws_sends=300, fanout_sends=20, database_url=DB_URL),
+                 duration=30, warmup=3, ws_sends=300, fanout_sends=20, load_seconds=30, idle_sockets=5000,
+                 idle_seconds=600, database_url=DB_URL),
     "quick": dict(users=200, conversations_per_user=20, messages_per_conversation=20, long_messages=100_000,
-                  duration=5, warmup=0, ws_sends=50, fanout_sends=6, database_url=DB_URL + "_quick"),
+                  duration=5, warmup=0, ws_sends=50, fanout_sends=6, load_seconds=10, idle_sockets=1000,
+                  idle_seconds=20, database_url=DB_URL + "_quick"),
 }
 # The reference floors: (name, what it is, gunicorn application, gunicorn options beyond gunicorn.conf.py).
 FLOORS = [
@@ -94,6 +96,12 @@ def parse_args() -> argparse.Namespace:
                         help="participants (all connected) of the fan-out conversations; empty: no fan-out run")
     parser.add_argument("--fanout-rate", type=float, default=float(env("BENCH_FANOUT_RATE", "2")),
                         help="sends per second into each fan-out conversation")
+    parser.add_argument("--load-seconds", type=float, default=env("BENCH_LOAD_SECONDS"),
+                        help="seconds of the socket load run (20 sends/s over 20 conversations of 25; 0: none)")
+    parser.add_argument("--idle-sockets", type=int, default=env("BENCH_IDLE_SOCKETS"),
+                        help="idle authenticated sockets held, then closed at once (0: none)")
+    parser.add_argument("--idle-seconds", type=float, default=env("BENCH_IDLE_SECONDS"),
+                        help="how long the idle sockets are held")
     parser.add_argument("--fill-only", action="store_true", help="generate (or check) the dataset, then stop")
     parser.add_argument("--no-pin", action="store_true", help="do not pin wrk and the server to separate CPUs")
     parser.add_argument("--no-floors", action="store_true", default=env("BENCH_NO_FLOORS", "") not in ("", "0"),
@@ -584,7 +592,7 @@ def main() -> int:
 
     logging.getLogger("messaging_app.requests").setLevel(logging.WARNING)  # in-process requests: no log lines
 
-    from bench import dataset, fanout, report, ws_latency
+    from bench import dataset, fanout, report, sockets, ws_latency
     from chats.models import User
 
     ensure_wrk()
@@ -663,6 +671,26 @@ def main() -> int:
                 log(f"  {row['participants']:>5}: send p50 {row['send_p50_ms']} ms, delivery p50 "
                     f"{row['delivery_p50_ms']} / p99 {row['delivery_p99_ms']} ms, lost {row['lost']}, "
                     f"duplicated {row['duplicated']}, gaps {row['gaps']}")
+        loaded = idled = None
+        if args.load_seconds:
+            log(f"Socket load: 20 sends/s over 20 conversations of 25 connected people, {args.load_seconds:g} s")
+            groups = sockets.prepare_load()
+            connection.close()
+            loaded = asyncio.run(sockets.load(f"http://127.0.0.1:{args.port}", groups, seconds=args.load_seconds))
+            connection.close()
+            log(f"  achieved {loaded['achieved_rate']}/s, lost {loaded['lost']}, duplicated {loaded['duplicated']}, "
+                f"gaps {loaded['gaps']}, delivery p50 {loaded['delivery_p50_ms']} / p99 {loaded['delivery_p99_ms']} ms")
+        if args.idle_sockets:
+            log(f"Idle sockets: {args.idle_sockets} held {args.idle_seconds:g} s, then closed at once")
+            conversation, tokens = sockets.prepare_idle(args.idle_sockets)
+            connection.close()
+            idled = asyncio.run(sockets.idle(f"http://127.0.0.1:{args.port}", worker_pids(server), log_path,
+                                             conversation, tokens, sockets=args.idle_sockets,
+                                             seconds=args.idle_seconds))
+            connection.close()
+            log(f"  dropped {idled['dropped']}, reached {idled['reached']} in {idled['reach_seconds']} s, "
+                f"{idled['server_kib_per_socket']} KiB per socket, closed in {idled['close_seconds']} s, "
+                f"server errors {idled['server_errors']}")
     finally:
         stop_server(server)
         SERVER = None
@@ -694,6 +722,8 @@ def main() -> int:
         "scenarios": measured,
         "websocket": ws,
         "fanout": fanned,
+        "socket_load": loaded,
+        "idle_sockets": idled,
     }
     results["targets"] = report.targets(results)
     save(results)
@@ -705,6 +735,15 @@ def main() -> int:
     for t in results["targets"]:
         print(f"{t['result']}  [{t['set']}] {t['target']}: {t['measured']} (limit {t['limit']})")
     return 1 if failed else 0
+
+
+def worker_pids(server) -> list[int]:
+    """The gunicorn master's worker processes."""
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+    try:
+        return [int(pid) for pid in children.read_text().split()]
+    except OSError:
+        return []
 
 
 def _ws_pair(info: dict) -> tuple[str, str, str]:

@@ -142,26 +142,14 @@ def redis_sync():
     """One client (a thread-safe pool) per process, for publishing from request threads."""
     global _sync_client
     if _sync_client is None:
-        from redis import Redis
+        from redis import BlockingConnectionPool, Redis
 
         with _sync_client_lock:
             if _sync_client is None:
-                _sync_client = Redis.from_url(settings.REDIS_URL)
+                _sync_client = Redis(connection_pool=BlockingConnectionPool.from_url(
+                    settings.REDIS_URL, max_connections=64, timeout=10.0
+                ))
     return _sync_client
-
-
-# One asyncio client per loop (its connections belong to the loop that opened them).
-_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = weakref.WeakKeyDictionary()
-
-
-def _redis_async():
-    from redis.asyncio import Redis
-
-    loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
-    if client is None:
-        client = _async_clients[loop] = Redis.from_url(settings.REDIS_URL)
-    return client
 
 
 def publish(message) -> None:
@@ -175,7 +163,9 @@ def publish(message) -> None:
 async def apublish(message) -> None:
     """From a socket's loop (typing)."""
     if settings.REDIS_URL:
-        await _redis_async().publish(settings.LIVE_CHANNEL, orjson.dumps(message))
+        from chats.socket_slots import loop_client
+
+        await loop_client().publish(settings.LIVE_CHANNEL, orjson.dumps(message))
     else:
         dispatch(message)
 
