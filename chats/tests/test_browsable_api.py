@@ -224,8 +224,8 @@ def test_anonymous_api_root_says_what_exists_and_how_to_log_in(client):
     response = client.get("/api/", HTTP_ACCEPT="application/json")
     assert response.status_code == 200
     body = response.json()
-    for name in ("users", "conversations", "messages", "me", "ping", "schema", "swagger_ui", "redoc",
-                 "websocket_protocol", "login"):
+    for name in ("users", "conversations", "messages", "me", "ping", "events", "presence", "schema", "swagger_ui",
+                 "redoc", "websocket_protocol", "login"):
         assert body[name].startswith("http://testserver/"), name
     assert body["login"] == "http://testserver/api-auth/login/?next=/api/"
     assert "POST /api/token/" in body["authentication"]
@@ -235,7 +235,7 @@ def test_anonymous_api_root_says_what_exists_and_how_to_log_in(client):
     assert 'href="http://testserver/api-auth/login/?next=%2Fapi%2F"' in page.content.decode()
 
 
-@pytest.mark.parametrize("name", ["users", "conversations", "messages", "me", "ping"])
+@pytest.mark.parametrize("name", ["users", "conversations", "messages", "me", "ping", "events", "presence"])
 def test_every_endpoint_the_open_root_lists_still_needs_credentials(client, name):
     url = client.get("/api/", HTTP_ACCEPT="application/json").json()[name]
     path = url.removeprefix("http://testserver")

@@ -36,6 +36,8 @@ class ApiRootView(routers.APIRootView):
             {
                 "me": link("user-me"),
                 "ping": link("ping"),
+                "events": link("events"),
+                "presence": link("presence"),
                 "schema": page("schema"),
                 "swagger_ui": page("swagger-ui"),
                 "redoc": page("redoc"),
