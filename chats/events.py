@@ -23,7 +23,7 @@ from rest_framework.renderers import JSONRenderer
 from chats import delivery, stream
 from chats.models import Message
 from chats.selectors import conversation_list_for_user, member_ids
-from chats.serializers import ConversationSerializer, message_representation
+from chats.serializers import ConversationSerializer, message_representation, reactions_representation
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,28 @@ def message_changed(event_type: str, message: Message) -> None:
     _emit(frames)
 
 
+def reaction_changed(event_type: str, message: Message, *, emoji: str, user_id: UUID) -> None:
+    """
+    reaction.added / reaction.removed, to every participant: who, which emoji, and the message's
+    new summary. One frame for all, so its summary names the reactors (`user_ids`) instead of
+    `me`: each client finds its own id there.
+    """
+    summary = [dict(entry, user_ids=list(entry["user_ids"])) for entry in message.reaction_summary]
+
+    def frames():
+        payload = {
+            "type": event_type,
+            "conversation_id": str(message.conversation_id),
+            "message_id": str(message.pk),
+            "emoji": emoji,
+            "user_id": str(user_id),
+            "reactions": reactions_representation(summary),
+        }
+        return [(recipient, payload) for recipient in member_ids(conversation_id=message.conversation_id)]
+
+    _emit(frames)
+
+
 def conversation_changed(
     event_type: str, conversation_id: UUID, *, recipients: Iterable[UUID] | None = None
 ) -> None:
@@ -123,7 +145,9 @@ def conversation_changed(
                 result.append((user_id, {
                     "type": event_type,
                     "conversation_id": str(conversation_id),
-                    "conversation": as_plain_json(ConversationSerializer(conversation).data),
+                    "conversation": as_plain_json(
+                        ConversationSerializer(conversation, context={"viewer": str(user_id)}).data
+                    ),
                 }))
         return result
 

@@ -117,6 +117,7 @@ CONVERSATION_ROW_FIELDS = (
     "last_message__message_id", "last_message__conversation_id", "last_message__message_body",
     "last_message__sent_at", "last_message__edited_at", "last_message__is_deleted",
     "last_message__parent_message_id", "last_message__client_id", "last_message__has_attachments",
+    "last_message__reaction_summary",
     "last_message__sender__user_id", "last_message__sender__first_name", "last_message__sender__last_name",
 )
 
@@ -278,7 +279,7 @@ class NewestMessageIdsOfUser:
 MESSAGE_ROW_FIELDS = (
     "message_id", "conversation_id", "message_body", "sent_at", "edited_at", "is_deleted",
     "parent_message_id", "client_id", "sender__user_id", "sender__first_name", "sender__last_name",
-    "has_attachments",
+    "has_attachments", "reaction_summary",
 )
 
 

@@ -40,7 +40,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from attachments import services as attachment_services
-from chats import events, selectors
+from chats import events, selectors, services_reactions
 from chats.models import (
     MAX_INITIAL_MESSAGES,
     MAX_PARTICIPANTS,
@@ -306,6 +306,7 @@ def user_delete(*, user: User) -> None:
         )
     for conversation in Conversation.objects.filter(memberships__user=user):
         conversation_remove_participant(conversation=conversation, actor=user, user_id=user.pk)
+    services_reactions.reactions_delete_for_user(user_id=user.pk)
     events.credentials_revoked(user.pk)
     attachment_services.attachments_delete_for_uploader(user=user)
     user.delete()
@@ -458,10 +459,11 @@ def message_delete(*, message: Message, actor: User) -> Message:
         MessageEdit.objects.filter(message=locked).delete()
         if locked.has_attachments:
             attachment_services.attachments_delete_for_message(message=locked)
+        services_reactions.reactions_clear(message=locked)
         locked.is_deleted = True
         locked.message_body = ""
         locked.edited_at = None
         locked.has_attachments = False
-        locked.save(update_fields=["is_deleted", "message_body", "edited_at", "has_attachments"])
+        locked.save(update_fields=["is_deleted", "message_body", "edited_at", "has_attachments", "reaction_summary"])
         events.message_changed("message.deleted", locked)
     return locked

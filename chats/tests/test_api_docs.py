@@ -10,7 +10,7 @@ The documentation a client developer uses: the OpenAPI schema at /api/schema/, S
 """
 import json
 import re
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import pytest
 import yaml
@@ -104,13 +104,20 @@ def default_body(schema: dict, operation: dict):
 
 
 def default_query(schema: dict, operation: dict) -> dict:
-    """The query parameters Swagger UI sends untouched: those with a default (none is required here)."""
+    """
+    The query parameters Swagger UI sends untouched: those with a default, and the required ones
+    with the example it prefills (each must have one).
+    """
     query = {}
     for parameter in map(lambda p: resolve(schema, p), operation.get("parameters", [])):
         if parameter["in"] != "query":
             continue
-        assert not parameter.get("required"), f"{parameter['name']} is required: nothing to send as-is"
-        if "default" in parameter.get("schema", {}):
+        if parameter.get("required"):
+            examples = [example["value"] for example in parameter.get("examples", {}).values()]
+            example = parameter.get("example", examples[0] if examples else None)
+            assert example is not None, f"{parameter['name']} is required: it needs an example to send as-is"
+            query[parameter["name"]] = quote(str(example))
+        elif "default" in parameter.get("schema", {}):
             query[parameter["name"]] = parameter["schema"]["default"]
     return query
 

@@ -303,6 +303,10 @@ MATRIX = [
     Row("PUT", "/api/messages/" + M + "/", NOT_ALLOWED, data={"message_body": "changed"}),
     Row("DELETE", "/api/messages/" + M + "/", for_members(204, refused_member=403)),
     Row("GET", "/api/messages/" + M + "/history/", for_members(200), check=count_is(1)),
+    # --- Reactions: any participant, to any message of the conversation
+    Row("POST", "/api/messages/" + M + "/reactions/", for_members(201), data={"emoji": "\N{THUMBS UP SIGN}"}),
+    Row("DELETE", "/api/messages/" + M + "/reactions/?emoji=%F0%9F%91%8D", for_members(204)),
+    Row("GET", "/api/messages/" + M + "/reactions/", NOT_ALLOWED),
     # --- Attachments: the uploader, and the participants of the conversation of the message carrying it
     Row("POST", "/api/attachments/", per_actor(401, 201, 201, 201, 201), data="upload"),
     Row("GET", "/api/attachments/{attachment}/", for_members(200)),
@@ -513,6 +517,7 @@ def _matrix_template(route: str) -> str:
         "attachment": "attachment_id",
         "draft": "attachment_id",
     }
+    route = route.split("?", 1)[0]  # a query string is the request's, not the route's
     return re.sub(r"\{(\w+)\}", lambda m: "{" + names.get(m.group(1), m.group(1)) + "}", route)
 
 

@@ -147,3 +147,47 @@ def test_send_with_attachments_runs_the_same_queries_for_one_or_ten(
             )
     assert response.status_code == 201, response.content
     assert len(response.json()["attachments"]) == count
+
+
+def _react_to_everything(conversation, users):
+    from chats.services_reactions import reaction_add
+
+    for message in conversation.messages.all():
+        for user in users:
+            reaction_add(message=message, user=user, emoji="\N{THUMBS UP SIGN}")
+
+
+def test_message_lists_with_reactions_run_the_same_queries(alice, bob, client_for, django_assert_num_queries):
+    # Reactions are read with each message's row (Message.reaction_summary): no extra query.
+    conversation = make_conversation(alice, bob)
+    for i in range(20):
+        send(conversation, alice if i % 2 else bob, f"m{i}")
+    _react_to_everything(conversation, (alice, bob))
+    client = client_for(alice)
+    assert_fixed_queries(django_assert_num_queries, client, f"/api/conversations/{conversation.pk}/messages/", 3)
+    assert_fixed_queries(django_assert_num_queries, client, "/api/messages/", 4)
+    response = client.get("/api/messages/", {"page_size": 1})
+    assert response.json()["results"][0]["reactions"] == [{"emoji": "\N{THUMBS UP SIGN}", "count": 2, "me": True}]
+
+
+def test_conversation_list_with_reactions(busy_alice, client_for, django_assert_num_queries):
+    for conversation in busy_alice.conversations.all():
+        _react_to_everything(conversation, (busy_alice,))
+    assert_fixed_queries(django_assert_num_queries, client_for(busy_alice), "/api/conversations/", 3)
+
+
+@pytest.mark.parametrize("people", [1, 11])
+def test_reacting_runs_the_same_queries_for_two_people_or_twelve(
+    alice, client_for, django_assert_num_queries, django_capture_on_commit_callbacks, people
+):
+    # message access check, SAVEPOINT, conversation lock, message lock, existing reaction?, insert,
+    # summary update; then the event: participants, their streams locked and advanced, events
+    # inserted; RELEASE.
+    conversation = make_conversation(alice, *UserFactory.create_batch(people))
+    message = send(conversation, alice, "hi")
+    with django_assert_num_queries(12):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client_for(alice).post(
+                f"/api/messages/{message.pk}/reactions/", {"emoji": "\N{THUMBS UP SIGN}"}, format="json"
+            )
+    assert response.status_code == 201, response.content

@@ -99,11 +99,12 @@ class ConversationViewSet(
         else:
             rows = self.paginate_queryset(selectors.conversation_rows(self.filter_queryset(self.get_queryset())))
         people = selectors.participants_by_conversation([row["conversation_id"] for row in rows])
-        return self.get_paginated_response(conversation_rows_representation(rows, people))
+        return self.get_paginated_response(conversation_rows_representation(rows, people, str(request.user.pk)))
 
     def respond(self, conversation: Conversation, status_code: int = status.HTTP_200_OK) -> Response:
         fresh = self.get_queryset().get(pk=conversation.pk)
-        return Response(ConversationSerializer(fresh).data, status=status_code)
+        data = ConversationSerializer(fresh, context={"viewer": str(self.request.user.pk)}).data
+        return Response(data, status=status_code)
 
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)

@@ -1,0 +1,113 @@
+"""
+Writes of reactions, pins and read receipts: services as in chats/services.py (one transaction
+each, `@events.atomic`, the same lock order: users, then conversations, then messages).
+
+Reactions: MessageReaction rows are the truth; Message.reaction_summary is what payloads show,
+rewritten from the rows' change under the message's row lock, so it is always exact.
+"""
+from uuid import UUID
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from chats import events, selectors
+from chats.emoji import emoji_code, is_single_emoji
+from chats.models import MAX_REACTION_KINDS, Message, MessageReaction, User
+
+
+def _lock_message(message: Message) -> Message:
+    """Lock order: the conversation's row, then the message's. Every change that emits an event holds both."""
+    selectors.conversation_for_update(conversation_id=message.conversation_id)
+    return selectors.for_update(Message.objects.filter(pk=message.pk)).get()
+
+
+def _summary_with(summary: list, emoji: str, user_id: str) -> list:
+    for entry in summary:
+        if entry["emoji"] == emoji:
+            if user_id not in entry["user_ids"]:
+                entry["user_ids"].append(user_id)
+            return summary
+    return [*summary, {"emoji": emoji, "user_ids": [user_id]}]
+
+
+def _summary_without(summary: list, emoji: str, user_id: str) -> list:
+    out = []
+    for entry in summary:
+        if entry["emoji"] == emoji:
+            entry = {**entry, "user_ids": [uid for uid in entry["user_ids"] if uid != user_id]}
+        if entry["user_ids"]:
+            out.append(entry)
+    return out
+
+
+def _check_emoji(emoji: str) -> None:
+    if not is_single_emoji(emoji):
+        raise ValidationError({"emoji": ["Not a single emoji (at most 32 bytes of UTF-8)."]})
+
+
+@events.atomic
+def reaction_add(*, message: Message, user: User, emoji: str) -> tuple[Message, bool]:
+    """
+    The user reacts to a message of a conversation they take part in (the caller checked).
+    Returns (message with its new summary, created); reacting again with the same emoji changes nothing.
+    """
+    _check_emoji(emoji)
+    locked = _lock_message(message)
+    if locked.is_deleted:
+        raise ValidationError({"message_id": ["A deleted message cannot take reactions."]})
+    code = emoji_code(emoji)
+    if MessageReaction.objects.filter(message=locked, user=user, emoji_code=code).exists():
+        return locked, False
+    if len(locked.reaction_summary) >= MAX_REACTION_KINDS and emoji not in {
+        entry["emoji"] for entry in locked.reaction_summary
+    }:
+        raise ValidationError({"emoji": [f"A message takes at most {MAX_REACTION_KINDS} different emojis."]})
+    MessageReaction.objects.create(message=locked, user=user, emoji_code=code, created_at=timezone.now())
+    locked.reaction_summary = _summary_with(locked.reaction_summary, emoji, str(user.pk))
+    locked.save(update_fields=["reaction_summary"])
+    events.reaction_changed("reaction.added", locked, emoji=emoji, user_id=user.pk)
+    return locked, True
+
+
+@events.atomic
+def reaction_remove(*, message: Message, user: User, emoji: str) -> Message:
+    """Takes the user's reaction back; none to take back is no change (idempotent)."""
+    _check_emoji(emoji)
+    locked = _lock_message(message)
+    deleted, _ = MessageReaction.objects.filter(message=locked, user=user, emoji_code=emoji_code(emoji)).delete()
+    if deleted:
+        locked.reaction_summary = _summary_without(locked.reaction_summary, emoji, str(user.pk))
+        locked.save(update_fields=["reaction_summary"])
+        events.reaction_changed("reaction.removed", locked, emoji=emoji, user_id=user.pk)
+    return locked
+
+
+def reactions_clear(*, message: Message) -> None:
+    """A message becoming a tombstone loses its reactions (the caller holds its lock; message.deleted tells)."""
+    if message.reaction_summary:
+        MessageReaction.objects.filter(message=message).delete()
+        message.reaction_summary = []
+
+
+@transaction.atomic
+def reactions_delete_for_user(*, user_id: UUID) -> None:
+    """
+    A user who goes (user_delete) leaves no name in the summaries: each message they reacted to
+    is rewritten under its conversation's and its own lock. Conversations they left are
+    not theirs anymore: no event (their reactions were visible there; a reload shows the change).
+    """
+    message_ids = list(MessageReaction.objects.filter(user_id=user_id).values_list("message_id", flat=True).distinct())
+    messages = Message.objects.filter(pk__in=message_ids).order_by("conversation_id", "pk")
+    for conversation_id in sorted({m.conversation_id for m in messages}, key=str):
+        selectors.conversation_for_update(conversation_id=conversation_id)
+        locked = selectors.for_update(
+            Message.objects.filter(conversation_id=conversation_id, pk__in=message_ids).order_by("pk")
+        )
+        for message in locked:
+            summary = message.reaction_summary
+            for entry in list(summary):
+                summary = _summary_without(summary, entry["emoji"], str(user_id))
+            message.reaction_summary = summary
+            message.save(update_fields=["reaction_summary"])
+    MessageReaction.objects.filter(user_id=user_id).delete()
