@@ -21,9 +21,14 @@ from django.db import transaction
 from rest_framework.renderers import JSONRenderer
 
 from chats import delivery, stream
-from chats.models import Message
+from chats.models import Message, MessagePin
 from chats.selectors import conversation_list_for_user, member_ids
-from chats.serializers import ConversationSerializer, message_representation, reactions_representation
+from chats.serializers import (
+    ConversationSerializer,
+    message_representation,
+    person_representation,
+    reactions_representation,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +130,38 @@ def reaction_changed(event_type: str, message: Message, *, emoji: str, user_id: 
             "reactions": reactions_representation(summary),
         }
         return [(recipient, payload) for recipient in member_ids(conversation_id=message.conversation_id)]
+
+    _emit(frames)
+
+
+def message_pinned(pin: MessagePin) -> None:
+    """message.pinned, to every participant: the message (as in message.* events) and who pinned it."""
+
+    def frames():
+        payload = as_plain_json({
+            "type": "message.pinned",
+            "conversation_id": pin.conversation_id,
+            "message_id": pin.message_id,
+            "pinned_by": person_representation(pin.pinned_by),
+            "pinned_at": pin.pinned_at,
+            "message": message_representation(pin.message),
+        })
+        return [(recipient, payload) for recipient in member_ids(conversation_id=pin.conversation_id)]
+
+    _emit(frames)
+
+
+def message_unpinned(conversation_id: UUID, message_id: UUID, *, user_id: UUID | None) -> None:
+    """message.unpinned, to every participant; `user_id` null when the message was deleted."""
+
+    def frames():
+        payload = {
+            "type": "message.unpinned",
+            "conversation_id": str(conversation_id),
+            "message_id": str(message_id),
+            "user_id": None if user_id is None else str(user_id),
+        }
+        return [(recipient, payload) for recipient in member_ids(conversation_id=conversation_id)]
 
     _emit(frames)
 

@@ -11,7 +11,7 @@ from django.db.transaction import TransactionManagementError
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
-from chats.models import Conversation, ConversationMembership, Message, MessageEdit, User
+from chats.models import Conversation, ConversationMembership, Message, MessageEdit, MessagePin, User
 from chats.prepared import PreparedPages, PreparedRead, attnames
 
 
@@ -364,3 +364,21 @@ def user_by_id(user_id) -> User | None:
     A malformed id raises ValidationError, as the ORM does.
     """
     return _USER_BY_ID.instance(values={"user": user_id})
+
+
+PIN_ROW_FIELDS = (
+    "pinned_at", "pinned_by__user_id", "pinned_by__first_name", "pinned_by__last_name",
+    *(f"message__{name}" for name in MESSAGE_ROW_FIELDS),
+)
+
+
+def pin_rows(*, conversation: Conversation) -> QuerySet:
+    """
+    A conversation's pins, newest pin first (pin_conv_pinned_at_idx), as dicts of PIN_ROW_FIELDS:
+    each with its message, the message's sender and who pinned it, joined (one query per page).
+    """
+    return (
+        MessagePin.objects.filter(conversation=conversation)
+        .order_by("-pinned_at", "-id")
+        .values(*PIN_ROW_FIELDS)
+    )

@@ -185,6 +185,11 @@ def _person(user_id, first_name, last_name) -> dict:
     return {"user_id": str(user_id), "first_name": first_name, "last_name": last_name}
 
 
+def person_representation(user: User | None) -> dict | None:
+    """UserSummarySerializer's output for a user (or None)."""
+    return None if user is None else _person(user.pk, user.first_name, user.last_name)
+
+
 def _time(value, zone) -> str | None:
     """
     DRF's DateTimeField output, ISO 8601 in the current time zone (`zone`, looked up once per
@@ -274,6 +279,22 @@ def message_rows_representation(rows: list[dict], viewer: str | None = None) -> 
     attachments = _attachments_of(rows)
     return [
         _message(row, zone=zone, attachments=attachments.get(str(row["message_id"]), ()), viewer=viewer)
+        for row in rows
+    ]
+
+
+def pin_rows_representation(rows: list[dict], viewer: str | None = None) -> list[dict]:
+    """PinSerializer's output for value rows (selectors.pin_rows): attachments in one query, only if any."""
+    zone = _zone()
+    attachments = _attachments_of(rows, "message__")
+    return [
+        {
+            "message": _message(row, "message__", zone, attachments.get(str(row["message__message_id"]), ()), viewer),
+            "pinned_by": None if row["pinned_by__user_id"] is None else _person(
+                row["pinned_by__user_id"], row["pinned_by__first_name"], row["pinned_by__last_name"]
+            ),
+            "pinned_at": _time(row["pinned_at"], zone),
+        }
         for row in rows
     ]
 
@@ -530,6 +551,20 @@ class MessageReactionsSerializer(serializers.Serializer):
 
     message_id = serializers.UUIDField(read_only=True)
     reactions = ReactionSummarySerializer(many=True, read_only=True)
+
+
+class PinSerializer(serializers.Serializer):
+    """A pinned message of a conversation."""
+
+    message = MessageSerializer(read_only=True)
+    pinned_by = UserSummarySerializer(
+        read_only=True, allow_null=True, help_text="Who pinned it (null: their account was deleted)."
+    )
+    pinned_at = serializers.DateTimeField(read_only=True)
+
+
+class PinCreateSerializer(InputSerializer):
+    message_id = serializers.UUIDField(help_text="A message of this conversation, not deleted.")
 
 
 class MessageCreateSerializer(MessageSendSerializer):

@@ -460,6 +460,7 @@ def message_delete(*, message: Message, actor: User) -> Message:
         if locked.has_attachments:
             attachment_services.attachments_delete_for_message(message=locked)
         services_reactions.reactions_clear(message=locked)
+        services_reactions.pins_clear(message=locked)
         locked.is_deleted = True
         locked.message_body = ""
         locked.edited_at = None

@@ -4,6 +4,9 @@ each, `@events.atomic`, the same lock order: users, then conversations, then mes
 
 Reactions: MessageReaction rows are the truth; Message.reaction_summary is what payloads show,
 rewritten from the rows' change under the message's row lock, so it is always exact.
+
+Pins: MessagePin rows, changed under the conversation's row lock (so the cap of MAX_PINS holds
+against concurrent pins, and message_delete's unpinning is ordered with them).
 """
 from uuid import UUID
 
@@ -13,7 +16,7 @@ from django.utils import timezone
 
 from chats import events, selectors
 from chats.emoji import emoji_code, is_single_emoji
-from chats.models import MAX_REACTION_KINDS, Message, MessageReaction, User
+from chats.models import MAX_PINS, MAX_REACTION_KINDS, Conversation, Message, MessagePin, MessageReaction, User
 
 
 def _lock_message(message: Message) -> Message:
@@ -111,3 +114,42 @@ def reactions_delete_for_user(*, user_id: UUID) -> None:
             message.reaction_summary = summary
             message.save(update_fields=["reaction_summary"])
     MessageReaction.objects.filter(user_id=user_id).delete()
+
+
+@events.atomic
+def pin_add(*, conversation: Conversation, user: User, message_id: UUID) -> tuple[MessagePin, bool]:
+    """
+    A participant (the caller checked) pins a message of the conversation. Returns (pin, created):
+    pinning a pinned message changes nothing. Deleted messages cannot be pinned; at most MAX_PINS.
+    """
+    locked = selectors.conversation_for_update(conversation_id=conversation.pk)
+    message = Message.objects.filter(pk=message_id, conversation=locked).select_related("sender").first()
+    if message is None:
+        raise ValidationError({"message_id": ["No message with this id in this conversation."]})
+    if message.is_deleted:
+        raise ValidationError({"message_id": ["A deleted message cannot be pinned."]})
+    existing = MessagePin.objects.filter(conversation=locked, message=message).select_related("pinned_by").first()
+    if existing is not None:
+        existing.message = message
+        return existing, False
+    if MessagePin.objects.filter(conversation=locked).count() >= MAX_PINS:
+        raise ValidationError({"message_id": [f"A conversation has at most {MAX_PINS} pinned messages."]})
+    pin = MessagePin.objects.create(conversation=locked, message=message, pinned_by=user, pinned_at=timezone.now())
+    events.message_pinned(pin)
+    return pin, True
+
+
+@events.atomic
+def pin_remove(*, conversation: Conversation, user: User, message_id: UUID) -> None:
+    """A participant (the caller checked) unpins a message; one not pinned is no change (idempotent)."""
+    locked = selectors.conversation_for_update(conversation_id=conversation.pk)
+    deleted, _ = MessagePin.objects.filter(conversation=locked, message_id=message_id).delete()
+    if deleted:
+        events.message_unpinned(locked.pk, message_id, user_id=user.pk)
+
+
+def pins_clear(*, message: Message) -> None:
+    """A message becoming a tombstone is unpinned (the caller holds the conversation's lock)."""
+    deleted, _ = MessagePin.objects.filter(message=message).delete()
+    if deleted:
+        events.message_unpinned(message.conversation_id, message.pk, user_id=None)

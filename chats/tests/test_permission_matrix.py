@@ -307,6 +307,11 @@ MATRIX = [
     Row("POST", "/api/messages/" + M + "/reactions/", for_members(201), data={"emoji": "\N{THUMBS UP SIGN}"}),
     Row("DELETE", "/api/messages/" + M + "/reactions/?emoji=%F0%9F%91%8D", for_members(204)),
     Row("GET", "/api/messages/" + M + "/reactions/", NOT_ALLOWED),
+    # --- Pins: any participant pins and unpins any message of the conversation
+    Row("GET", C + "/pins/", for_members(200), check=count_is(0)),
+    Row("POST", C + "/pins/", for_members(201), data={"message_id": "{message}"}),
+    Row("DELETE", C + "/pins/" + M + "/", for_members(204)),
+    Row("GET", C + "/pins/" + M + "/", NOT_ALLOWED),
     # --- Attachments: the uploader, and the participants of the conversation of the message carrying it
     Row("POST", "/api/attachments/", per_actor(401, 201, 201, 201, 201), data="upload"),
     Row("GET", "/api/attachments/{attachment}/", for_members(200)),

@@ -191,3 +191,23 @@ def test_reacting_runs_the_same_queries_for_two_people_or_twelve(
                 f"/api/messages/{message.pk}/reactions/", {"emoji": "\N{THUMBS UP SIGN}"}, format="json"
             )
     assert response.status_code == 201, response.content
+
+
+def test_pin_list(alice, bob, client_for, django_assert_num_queries):
+    from chats.services_reactions import pin_add
+
+    conversation = make_conversation(alice, bob)
+    for i in range(20):
+        pin_add(conversation=conversation, user=bob, message_id=send(conversation, alice, f"m{i}").pk)
+    # conversation access check, count, the page (message, its sender and who pinned, joined)
+    assert_fixed_queries(django_assert_num_queries, client_for(alice), f"/api/conversations/{conversation.pk}/pins/", 3)
+
+
+def test_pin_list_with_attachments(alice, bob, client_for, django_assert_num_queries):
+    from chats.services_reactions import pin_add
+
+    conversation = make_conversation(alice, bob)
+    for _ in range(20):
+        pin_add(conversation=conversation, user=bob, message_id=_send_with_attachment(conversation, alice).pk)
+    # ... and the page's attachments: one more query, only when a pinned message has some
+    assert_fixed_queries(django_assert_num_queries, client_for(alice), f"/api/conversations/{conversation.pk}/pins/", 4)
