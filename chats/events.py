@@ -213,6 +213,28 @@ def conversation_read(conversation_id: UUID, user_id: UUID) -> None:
     _emit(frames)
 
 
+def read_marker_moved(conversation_id: UUID, user_id: UUID, last_read_at) -> None:
+    """
+    Someone's read marker moved forward ("seen by"), to the other participants: their own
+    sockets get conversation.read instead. Only sent when the marker moves, never for a no-op.
+    """
+
+    def frames():
+        payload = as_plain_json({
+            "type": "read_marker.moved",
+            "conversation_id": conversation_id,
+            "user_id": user_id,
+            "last_read_at": last_read_at,
+        })
+        return [
+            (recipient, payload)
+            for recipient in member_ids(conversation_id=conversation_id)
+            if recipient != user_id
+        ]
+
+    _emit(frames)
+
+
 def credentials_revoked(user_id: UUID, *, login_id: str | None = None) -> None:
     """
     Closes the user's open sockets (4401) after commit: those authenticated by one login

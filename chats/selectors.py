@@ -382,3 +382,15 @@ def pin_rows(*, conversation: Conversation) -> QuerySet:
         .order_by("-pinned_at", "-id")
         .values(*PIN_ROW_FIELDS)
     )
+
+
+def read_marker_rows(*, conversation: Conversation) -> list[dict]:
+    """
+    Each participant's read marker, in User.Meta.ordering, as dicts: one query on the
+    membership's conversation index, users joined (at most MAX_PARTICIPANTS rows).
+    """
+    return list(
+        ConversationMembership.objects.filter(conversation=conversation)
+        .order_by(*(f"user__{field}" for field in User._meta.ordering))
+        .values("user__user_id", "user__first_name", "user__last_name", "last_read_at")
+    )

@@ -608,6 +608,27 @@ class ReadStateSerializer(serializers.Serializer):
     unread_count = serializers.IntegerField(read_only=True)
 
 
+class ReadMarkerSerializer(serializers.Serializer):
+    """Where one participant has read up to."""
+
+    user = UserSummarySerializer(read_only=True)
+    last_read_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="sent_at of the newest message they have read (null: none yet)."
+    )
+
+
+def read_marker_rows_representation(rows: list[dict]) -> list[dict]:
+    """ReadMarkerSerializer's output for value rows (selectors.read_marker_rows)."""
+    zone = _zone()
+    return [
+        {
+            "user": _person(row["user__user_id"], row["user__first_name"], row["user__last_name"]),
+            "last_read_at": _time(row["last_read_at"], zone),
+        }
+        for row in rows
+    ]
+
+
 class UserSearchQuerySerializer(serializers.Serializer):
     search = serializers.CharField(required=False, allow_blank=True, max_length=100)
 

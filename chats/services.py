@@ -335,6 +335,7 @@ def conversation_mark_read(
     )
     membership.save(update_fields=["last_read_at", "unread_count"])
     events.conversation_read(locked.pk, user.pk)
+    events.read_marker_moved(locked.pk, user.pk, membership.last_read_at)
 
 
 @events.atomic

@@ -273,6 +273,7 @@ MATRIX = [
     Row("POST", C + "/participants/", for_members(201), data={"user_id": "{newcomer}"}),
     Row("DELETE", C + "/participants/{third}/", for_members(204, refused_member=403), note="(remove someone else)"),
     Row("DELETE", C + "/participants/{me}/", per_actor(401, 404, 204, 204, 404), note="(leave)"),
+    Row("GET", C + "/read-markers/", for_members(200)),
     Row("POST", C + "/read/", for_members(200), data={}),
     Row("POST", C + "/read/", for_members(200), data={"message_id": "{message}"}, note="(up to a message)"),
     # --- Messages of one conversation

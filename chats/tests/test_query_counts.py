@@ -211,3 +211,12 @@ def test_pin_list_with_attachments(alice, bob, client_for, django_assert_num_que
         pin_add(conversation=conversation, user=bob, message_id=_send_with_attachment(conversation, alice).pk)
     # ... and the page's attachments: one more query, only when a pinned message has some
     assert_fixed_queries(django_assert_num_queries, client_for(alice), f"/api/conversations/{conversation.pk}/pins/", 4)
+
+
+def test_read_markers(alice, client_for, django_assert_num_queries):
+    # conversation access check, the memberships with their users joined: whatever the group's size
+    for people in (1, 20):
+        conversation = make_conversation(alice, *UserFactory.create_batch(people))
+        with django_assert_num_queries(2):
+            response = client_for(alice).get(f"/api/conversations/{conversation.pk}/read-markers/")
+        assert len(response.json()) == people + 1
