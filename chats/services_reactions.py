@@ -11,7 +11,6 @@ against concurrent pins, and message_delete's unpinning is ordered with them).
 from uuid import UUID
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.utils import timezone
 
 from chats import events, selectors
@@ -93,25 +92,24 @@ def reactions_clear(*, message: Message) -> None:
         message.reaction_summary = []
 
 
-@transaction.atomic
+@events.atomic
 def reactions_delete_for_user(*, user_id: UUID) -> None:
     """
-    A user who goes (user_delete) leaves no name in the summaries: each message they reacted to
-    is rewritten under its conversation's and its own lock. Conversations they left are
-    not theirs anymore: no event (their reactions were visible there; a reload shows the change).
+    A user who goes (user_delete, after they left their conversations) leaves no name in the
+    summaries: each message they reacted to is rewritten under its conversation's lock, then its
+    own, and the remaining participants get a reaction.removed for each of their reactions.
     """
     message_ids = list(MessageReaction.objects.filter(user_id=user_id).values_list("message_id", flat=True).distinct())
-    messages = Message.objects.filter(pk__in=message_ids).order_by("conversation_id", "pk")
-    for conversation_id in sorted({m.conversation_id for m in messages}, key=str):
+    conversation_ids = set(Message.objects.filter(pk__in=message_ids).values_list("conversation_id", flat=True))
+    for conversation_id in sorted(conversation_ids, key=str):
         selectors.conversation_for_update(conversation_id=conversation_id)
         locked = selectors.for_update(
             Message.objects.filter(conversation_id=conversation_id, pk__in=message_ids).order_by("pk")
         )
         for message in locked:
-            summary = message.reaction_summary
-            for entry in list(summary):
-                summary = _summary_without(summary, entry["emoji"], str(user_id))
-            message.reaction_summary = summary
+            for emoji in [entry["emoji"] for entry in message.reaction_summary if str(user_id) in entry["user_ids"]]:
+                message.reaction_summary = _summary_without(message.reaction_summary, emoji, str(user_id))
+                events.reaction_changed("reaction.removed", message, emoji=emoji, user_id=user_id)
             message.save(update_fields=["reaction_summary"])
     MessageReaction.objects.filter(user_id=user_id).delete()
 

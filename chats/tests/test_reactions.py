@@ -198,7 +198,14 @@ class TestDelete:
         message = send(conversation, alice, "hi")
         services_reactions.reaction_add(message=message, user=carol, emoji=THUMBS)
         services_reactions.reaction_add(message=message, user=bob, emoji=THUMBS)
+        services_reactions.reaction_add(message=message, user=carol, emoji=HEART)
+        carol_id = str(carol.pk)
         services.user_delete(user=carol)
         assert Message.objects.get(pk=message.pk).reaction_summary == [
             {"emoji": THUMBS, "user_ids": [str(bob.pk)]}
         ]
+        assert not MessageReaction.objects.filter(user_id=carol_id).exists()
+        # The others are told, reaction by reaction, ending with the summary as it stays.
+        removed = last_frames(bob, "reaction.removed")
+        assert [(f["emoji"], f["user_id"]) for f in removed] == [(THUMBS, carol_id), (HEART, carol_id)]
+        assert removed[-1]["reactions"] == [{"emoji": THUMBS, "count": 1, "user_ids": [str(bob.pk)]}]
