@@ -2,6 +2,7 @@ from uuid import UUID
 
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from drf_standardized_errors.openapi_serializers import ErrorResponse403Serializer
+from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -19,6 +20,7 @@ from chats.schema import (
     REACTION_EXAMPLES,
     SEARCH_ERRORS,
     document_validation_errors,
+    field_error_codes,
 )
 from chats.serializers import (
     MessageCreateSerializer,
@@ -171,6 +173,15 @@ REACTION_EMOJI_PARAMETER = OpenApiParameter(
     {"attachments": ["does_not_exist", "already_attached"], "message_body": ["required", "blank"]},
     actions=["create"],
 )
+# Reactions: ?emoji= of a DELETE is checked like the POST's body field; a POST to a deleted
+# message is refused on message_id (services_reactions.reaction_add).
+@extend_validation_errors(
+    field_error_codes(ReactionInputSerializer().fields["emoji"], "emoji"),
+    field_name="emoji",
+    actions=["reactions"],
+    methods=["delete"],
+)
+@extend_validation_errors(["invalid"], field_name="message_id", actions=["reactions"], methods=["post"])
 class MessageViewSet(_MessageViewSetBase):
     input_serializer_class = MessageCreateSerializer
 
