@@ -11,7 +11,8 @@ Concurrency rules:
   holds its lock, so the state an event carries is consistent with the events
   before it in anyone's stream.
 - Lock order: user rows (sorted by id), then conversation rows, then message
-  rows, then attachment rows (attachments/services.py), then, last, the
+  rows (reactions and pins: chats/services_reactions.py), then attachment rows
+  (attachments/services.py), then, last, the
   recipients' event-stream rows (sorted by user id, when
   the service ends: chats/events.py). Creating a two-person conversation locks
   both users; a send with a client_id locks its sender. MySQL/MariaDB

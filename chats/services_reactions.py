@@ -1,5 +1,5 @@
 """
-Writes of reactions, pins and read receipts: services as in chats/services.py (one transaction
+Writes of reactions and pins: services as in chats/services.py (one transaction
 each, `@events.atomic`, the same lock order: users, then conversations, then messages).
 
 Reactions: MessageReaction rows are the truth; Message.reaction_summary is what payloads show,
