@@ -21,9 +21,14 @@ from django.db import transaction
 from rest_framework.renderers import JSONRenderer
 
 from chats import delivery, stream
-from chats.models import Message
+from chats.models import Message, MessagePin
 from chats.selectors import conversation_list_for_user, member_ids
-from chats.serializers import ConversationSerializer, message_representation
+from chats.serializers import (
+    ConversationSerializer,
+    message_representation,
+    person_representation,
+    reactions_representation,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +112,60 @@ def message_changed(event_type: str, message: Message) -> None:
     _emit(frames)
 
 
+def reaction_changed(event_type: str, message: Message, *, emoji: str, user_id: UUID) -> None:
+    """
+    reaction.added / reaction.removed, to every participant: who, which emoji, and the message's
+    new summary. One frame for all, so its summary names the reactors (`user_ids`) instead of
+    `me`: each client finds its own id there.
+    """
+    summary = [dict(entry, user_ids=list(entry["user_ids"])) for entry in message.reaction_summary]
+
+    def frames():
+        payload = {
+            "type": event_type,
+            "conversation_id": str(message.conversation_id),
+            "message_id": str(message.pk),
+            "emoji": emoji,
+            "user_id": str(user_id),
+            "reactions": reactions_representation(summary),
+        }
+        return [(recipient, payload) for recipient in member_ids(conversation_id=message.conversation_id)]
+
+    _emit(frames)
+
+
+def message_pinned(pin: MessagePin) -> None:
+    """message.pinned, to every participant: the message (as in message.* events) and who pinned it."""
+
+    def frames():
+        payload = as_plain_json({
+            "type": "message.pinned",
+            "conversation_id": pin.conversation_id,
+            "message_id": pin.message_id,
+            "pinned_by": person_representation(pin.pinned_by),
+            "pinned_at": pin.pinned_at,
+            "message": message_representation(pin.message),
+        })
+        return [(recipient, payload) for recipient in member_ids(conversation_id=pin.conversation_id)]
+
+    _emit(frames)
+
+
+def message_unpinned(conversation_id: UUID, message_id: UUID, *, user_id: UUID | None) -> None:
+    """message.unpinned, to every participant; `user_id` null when the message was deleted."""
+
+    def frames():
+        payload = {
+            "type": "message.unpinned",
+            "conversation_id": str(conversation_id),
+            "message_id": str(message_id),
+            "user_id": None if user_id is None else str(user_id),
+        }
+        return [(recipient, payload) for recipient in member_ids(conversation_id=conversation_id)]
+
+    _emit(frames)
+
+
 def conversation_changed(
     event_type: str, conversation_id: UUID, *, recipients: Iterable[UUID] | None = None
 ) -> None:
@@ -123,7 +182,9 @@ def conversation_changed(
                 result.append((user_id, {
                     "type": event_type,
                     "conversation_id": str(conversation_id),
-                    "conversation": as_plain_json(ConversationSerializer(conversation).data),
+                    "conversation": as_plain_json(
+                        ConversationSerializer(conversation, context={"viewer": str(user_id)}).data
+                    ),
                 }))
         return result
 
@@ -148,6 +209,28 @@ def conversation_read(conversation_id: UUID, user_id: UUID) -> None:
             "last_read_at": conversation.my_last_read_at,
             "unread_count": conversation.unread_count,
         }))]
+
+    _emit(frames)
+
+
+def read_marker_moved(conversation_id: UUID, user_id: UUID, last_read_at) -> None:
+    """
+    Someone's read marker moved forward ("seen by"), to the other participants: their own
+    sockets get conversation.read instead. Only sent when the marker moves, never for a no-op.
+    """
+
+    def frames():
+        payload = as_plain_json({
+            "type": "read_marker.moved",
+            "conversation_id": conversation_id,
+            "user_id": user_id,
+            "last_read_at": last_read_at,
+        })
+        return [
+            (recipient, payload)
+            for recipient in member_ids(conversation_id=conversation_id)
+            if recipient != user_id
+        ]
 
     _emit(frames)
 

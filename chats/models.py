@@ -16,6 +16,8 @@ from django.utils import timezone
 MESSAGE_BODY_MAX_LENGTH = 4000  # characters in a message body
 MAX_PARTICIPANTS = 100  # people in one conversation
 MAX_INITIAL_MESSAGES = 50  # messages sent along with a new conversation
+MAX_REACTION_KINDS = 20  # different emojis on one message
+MAX_PINS = 50  # pinned messages in one conversation
 
 phone_number_validator = RegexValidator(
     regex=r"^\+?[1-9]\d{6,14}$",
@@ -208,6 +210,11 @@ class Message(models.Model):
     # Whether files are attached (attachments.Attachment.message): a page of messages asks for
     # attachments only when one of its messages has some, and such a message may have no text.
     has_attachments = models.BooleanField(default=False)
+    # The reactions (MessageReaction rows) as every payload shows them, kept by the reaction
+    # services under the message's row lock: [{"emoji": "👍", "user_ids": ["<uuid>", ...]}], in
+    # order of each emoji's first reaction, its reactors in reaction order. Pages read it with
+    # the message's row: no query per message, and `me` needs only the viewer's id.
+    reaction_summary = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-sent_at", "-message_id"]
@@ -237,6 +244,54 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sender_id}: {self.message_body[:40]}"
+
+
+class MessageReaction(models.Model):
+    """One person's reaction (one emoji) to one message. The source of Message.reaction_summary."""
+
+    # Covered by the unique (message, user, emoji_code) index below.
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions", db_index=False)
+    # Its FK index serves user_delete (the reactions of a user who goes).
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # The emoji as its code points in hex joined by "-" ("1f44d", "2764-fe0f"): ASCII, so the
+    # unique index compares code points on every database (MySQL's utf8mb4_unicode_ci weighs all
+    # emoji alike, and would make 👍 and 😀 the same reaction).
+    emoji_code = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            # One reaction per person, message and emoji; also the index of "this message's reactions".
+            models.UniqueConstraint(fields=["message", "user", "emoji_code"], name="reaction_msg_user_emoji_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} on {self.message_id}: {self.emoji_code}"
+
+
+class MessagePin(models.Model):
+    """A message pinned in its conversation (at most MAX_PINS per conversation)."""
+
+    # Covered by the unique (conversation, message) index below; the pins list filters by it.
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="pins", db_index=False)
+    # Its FK index serves "unpin this message" when it is deleted.
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="pins")
+    # Who pinned it (null once that account is deleted).
+    pinned_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    pinned_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            # A message is pinned once.
+            models.UniqueConstraint(fields=["conversation", "message"], name="pin_conv_message_uniq"),
+        ]
+        indexes = [
+            # The pins list: one conversation's pins, newest pin first.
+            models.Index(fields=["conversation", "-pinned_at"], name="pin_conv_pinned_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} pinned in {self.conversation_id}"
 
 
 class MessageEdit(models.Model):

@@ -330,6 +330,12 @@ MESSAGE_CREATE_EXAMPLES = [
     ),
 ]
 MESSAGE_EDIT_EXAMPLES = [_request_example("New text", {"message_body": "Hello again!"})]
+REACTION_EXAMPLES = [_request_example("Thumbs up", {"emoji": "\N{THUMBS UP SIGN}"})]
+PIN_EXAMPLES = [
+    _request_example(
+        "A message", {"message_id": PLACEHOLDER_ID}, "Replace the id with a `message_id` of this conversation."
+    )
+]
 MARK_READ_EXAMPLES = [
     _request_example("Everything", {}, "Up to the newest message."),
     _request_example("Up to a message", {"message_id": PLACEHOLDER_ID}, "Replace the id with a `message_id`."),

@@ -11,7 +11,7 @@ from django.db.transaction import TransactionManagementError
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
-from chats.models import Conversation, ConversationMembership, Message, MessageEdit, User
+from chats.models import Conversation, ConversationMembership, Message, MessageEdit, MessagePin, User
 from chats.prepared import PreparedPages, PreparedRead, attnames
 
 
@@ -117,6 +117,7 @@ CONVERSATION_ROW_FIELDS = (
     "last_message__message_id", "last_message__conversation_id", "last_message__message_body",
     "last_message__sent_at", "last_message__edited_at", "last_message__is_deleted",
     "last_message__parent_message_id", "last_message__client_id", "last_message__has_attachments",
+    "last_message__reaction_summary",
     "last_message__sender__user_id", "last_message__sender__first_name", "last_message__sender__last_name",
 )
 
@@ -278,7 +279,7 @@ class NewestMessageIdsOfUser:
 MESSAGE_ROW_FIELDS = (
     "message_id", "conversation_id", "message_body", "sent_at", "edited_at", "is_deleted",
     "parent_message_id", "client_id", "sender__user_id", "sender__first_name", "sender__last_name",
-    "has_attachments",
+    "has_attachments", "reaction_summary",
 )
 
 
@@ -363,3 +364,33 @@ def user_by_id(user_id) -> User | None:
     A malformed id raises ValidationError, as the ORM does.
     """
     return _USER_BY_ID.instance(values={"user": user_id})
+
+
+PIN_ROW_FIELDS = (
+    "pinned_at", "pinned_by__user_id", "pinned_by__first_name", "pinned_by__last_name",
+    *(f"message__{name}" for name in MESSAGE_ROW_FIELDS),
+)
+
+
+def pin_rows(*, conversation: Conversation) -> QuerySet:
+    """
+    A conversation's pins, newest pin first (pin_conv_pinned_at_idx), as dicts of PIN_ROW_FIELDS:
+    each with its message, the message's sender and who pinned it, joined (one query per page).
+    """
+    return (
+        MessagePin.objects.filter(conversation=conversation)
+        .order_by("-pinned_at", "-id")
+        .values(*PIN_ROW_FIELDS)
+    )
+
+
+def read_marker_rows(*, conversation: Conversation) -> list[dict]:
+    """
+    Each participant's read marker, in User.Meta.ordering, as dicts: one query on the
+    membership's conversation index, users joined (at most MAX_PARTICIPANTS rows).
+    """
+    return list(
+        ConversationMembership.objects.filter(conversation=conversation)
+        .order_by(*(f"user__{field}" for field in User._meta.ordering))
+        .values("user__user_id", "user__first_name", "user__last_name", "last_read_at")
+    )

@@ -18,6 +18,7 @@ from rest_framework.utils import html
 from attachments.selectors import payload_rows_by_message
 from attachments.serializers import AttachmentSerializer, attachment_payload
 from chats import selectors
+from chats.emoji import MAX_EMOJI_BYTES, is_single_emoji
 from chats.models import (
     MAX_INITIAL_MESSAGES,
     MAX_PARTICIPANTS,
@@ -85,6 +86,38 @@ class PresenceSerializer(serializers.Serializer):
     )
 
 
+class ReactionSummarySerializer(serializers.Serializer):
+    """One emoji's reactions to a message, as the REST API shows them to you."""
+
+    emoji = serializers.CharField(read_only=True)
+    count = serializers.IntegerField(read_only=True, help_text="How many people reacted with it.")
+    me = serializers.BooleanField(read_only=True, help_text="Whether you are one of them.")
+
+
+def reactions_representation(summary: list, viewer: str | None = None) -> list[dict]:
+    """
+    Message.reaction_summary as payloads show it: for a viewer (REST), `me` says whether they
+    reacted; without one (event frames, shared by all recipients), `user_ids` names the reactors.
+    """
+    if viewer is None:
+        return [
+            {"emoji": entry["emoji"], "count": len(entry["user_ids"]), "user_ids": entry["user_ids"]}
+            for entry in summary
+        ]
+    return [
+        {"emoji": entry["emoji"], "count": len(entry["user_ids"]), "me": viewer in entry["user_ids"]}
+        for entry in summary
+    ]
+
+
+def _viewer(serializer: serializers.Field) -> str | None:
+    """The id (text) of whom a payload is for: the context's `viewer`, else the request's user."""
+    if "viewer" in serializer.context:
+        return serializer.context["viewer"]
+    user = _requesting_user(serializer)
+    return None if user is None else str(user.pk)
+
+
 class MessageSerializer(serializers.ModelSerializer):
     conversation = serializers.UUIDField(source="conversation_id", read_only=True)
     sender = UserSummarySerializer(read_only=True)
@@ -93,6 +126,10 @@ class MessageSerializer(serializers.ModelSerializer):
     )
     attachments = serializers.SerializerMethodField(
         help_text="Files sent with the message, in upload order (empty for none, and once deleted)."
+    )
+    reactions = serializers.SerializerMethodField(
+        help_text="Reactions by emoji, in order of each emoji's first reaction (empty once deleted). "
+        "Event frames carry `user_ids` instead of `me` (docs/websocket.md)."
     )
 
     class Meta:
@@ -108,6 +145,7 @@ class MessageSerializer(serializers.ModelSerializer):
             "parent_message",
             "client_id",
             "attachments",
+            "reactions",
         ]
         read_only_fields = fields
         extra_kwargs = {
@@ -120,6 +158,10 @@ class MessageSerializer(serializers.ModelSerializer):
     @extend_schema_field(AttachmentSerializer(many=True))
     def get_attachments(self, message: Message) -> list[dict]:
         return message_attachments(message)
+
+    @extend_schema_field(ReactionSummarySerializer(many=True))
+    def get_reactions(self, message: Message) -> list[dict]:
+        return reactions_representation(message.reaction_summary, _viewer(self))
 
 
 def message_attachments(message: Message) -> list[dict]:
@@ -169,6 +211,11 @@ def _person(user_id, first_name, last_name) -> dict:
     return {"user_id": str(user_id), "first_name": first_name, "last_name": last_name}
 
 
+def person_representation(user: User | None) -> dict | None:
+    """UserSummarySerializer's output for a user (or None)."""
+    return None if user is None else _person(user.pk, user.first_name, user.last_name)
+
+
 def _time(value, zone) -> str | None:
     """
     DRF's DateTimeField output, ISO 8601 in the current time zone (`zone`, looked up once per
@@ -188,7 +235,7 @@ def _zone():
     return dt_timezone.utc if getattr(zone, "key", None) == "UTC" else zone
 
 
-def _message(row: dict, prefix: str = "", zone=None, attachments=()) -> dict | None:
+def _message(row: dict, prefix: str = "", zone=None, attachments=(), viewer: str | None = None) -> dict | None:
     """MessageSerializer's output for the `<prefix>`-named fields of a value row (and its attachment rows)."""
     zone = zone or _zone()
     message_id = row[prefix + "message_id"]
@@ -208,13 +255,15 @@ def _message(row: dict, prefix: str = "", zone=None, attachments=()) -> dict | N
         "parent_message": None if parent is None else str(parent),
         "client_id": row[prefix + "client_id"],
         "attachments": [attachment_payload(attachment) for attachment in attachments],
+        "reactions": reactions_representation(row[prefix + "reaction_summary"] or [], viewer),
     }
 
 
-def message_representation(message: Message) -> dict:
+def message_representation(message: Message, viewer: str | None = None) -> dict:
     """
     MessageSerializer(message).data, plain JSON types, without building a serializer: the send
-    response and every message event (test_messages pins the two as identical).
+    response and every message event (test_messages pins the two as identical). `viewer`: the
+    id (text) of whom a response is for (`me` in its reactions); None for event frames.
     """
     sender = message.sender
     return _message(
@@ -230,8 +279,10 @@ def message_representation(message: Message) -> dict:
             "sender__user_id": sender.pk,
             "sender__first_name": sender.first_name,
             "sender__last_name": sender.last_name,
+            "reaction_summary": message.reaction_summary,
         },
         attachments=_attachment_rows(message),
+        viewer=viewer,
     )
 
 
@@ -244,7 +295,7 @@ def _attachment_rows(message: Message) -> list[dict]:
     return message._attachment_rows
 
 
-def message_rows_representation(rows: list[dict]) -> list[dict]:
+def message_rows_representation(rows: list[dict], viewer: str | None = None) -> list[dict]:
     """
     MessageSerializer's output for value rows (selectors.message_rows): the timelines' fast
     path, without a model instance and a serializer per message. Same keys, order and
@@ -252,10 +303,29 @@ def message_rows_representation(rows: list[dict]) -> list[dict]:
     """
     zone = _zone()
     attachments = _attachments_of(rows)
-    return [_message(row, zone=zone, attachments=attachments.get(str(row["message_id"]), ())) for row in rows]
+    return [
+        _message(row, zone=zone, attachments=attachments.get(str(row["message_id"]), ()), viewer=viewer)
+        for row in rows
+    ]
 
 
-def conversation_rows_representation(rows, participants: dict) -> list[dict]:
+def pin_rows_representation(rows: list[dict], viewer: str | None = None) -> list[dict]:
+    """PinSerializer's output for value rows (selectors.pin_rows): attachments in one query, only if any."""
+    zone = _zone()
+    attachments = _attachments_of(rows, "message__")
+    return [
+        {
+            "message": _message(row, "message__", zone, attachments.get(str(row["message__message_id"]), ()), viewer),
+            "pinned_by": None if row["pinned_by__user_id"] is None else _person(
+                row["pinned_by__user_id"], row["pinned_by__first_name"], row["pinned_by__last_name"]
+            ),
+            "pinned_at": _time(row["pinned_at"], zone),
+        }
+        for row in rows
+    ]
+
+
+def conversation_rows_representation(rows, participants: dict, viewer: str | None = None) -> list[dict]:
     """
     ConversationSerializer's output for value rows (selectors.conversation_rows) and
     their participants (selectors.participants_by_conversation): the inbox's fast path.
@@ -276,7 +346,7 @@ def conversation_rows_representation(rows, participants: dict) -> list[dict]:
             "last_activity_at": _time(row["last_activity_at"], zone),
             "message_count": row["message_count"],
             "last_message": _message(
-                row, "last_message__", zone, attachments.get(str(row["last_message__message_id"]), ())
+                row, "last_message__", zone, attachments.get(str(row["last_message__message_id"]), ()), viewer
             ),
             "unread_count": row["unread_count"],
         })
@@ -487,6 +557,42 @@ class MessageUpdateSerializer(InputSerializer):
     message_body = message_body_field()
 
 
+class ReactionInputSerializer(InputSerializer):
+    emoji = StrictCharField(
+        max_length=MAX_EMOJI_BYTES,
+        trim_whitespace=False,
+        initial="\N{THUMBS UP SIGN}",
+        help_text=f"One emoji (a flag, a keycap, a skin tone or a ZWJ sequence count as one), at most "
+        f"{MAX_EMOJI_BYTES} bytes of UTF-8.",
+    )
+
+    def validate_emoji(self, value: str) -> str:
+        if not is_single_emoji(value):
+            raise serializers.ValidationError(f"Not a single emoji (at most {MAX_EMOJI_BYTES} bytes of UTF-8).")
+        return value
+
+
+class MessageReactionsSerializer(serializers.Serializer):
+    """A message's reactions after yours changed."""
+
+    message_id = serializers.UUIDField(read_only=True)
+    reactions = ReactionSummarySerializer(many=True, read_only=True)
+
+
+class PinSerializer(serializers.Serializer):
+    """A pinned message of a conversation."""
+
+    message = MessageSerializer(read_only=True)
+    pinned_by = UserSummarySerializer(
+        read_only=True, allow_null=True, help_text="Who pinned it (null: their account was deleted)."
+    )
+    pinned_at = serializers.DateTimeField(read_only=True)
+
+
+class PinCreateSerializer(InputSerializer):
+    message_id = serializers.UUIDField(help_text="A message of this conversation, not deleted.")
+
+
 class MessageCreateSerializer(MessageSendSerializer):
     """A message to any conversation you take part in."""
 
@@ -526,6 +632,27 @@ class ReadStateSerializer(serializers.Serializer):
         read_only=True, allow_null=True, help_text="sent_at of the newest message you have read."
     )
     unread_count = serializers.IntegerField(read_only=True)
+
+
+class ReadMarkerSerializer(serializers.Serializer):
+    """Where one participant has read up to."""
+
+    user = UserSummarySerializer(read_only=True)
+    last_read_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="sent_at of the newest message they have read (null: none yet)."
+    )
+
+
+def read_marker_rows_representation(rows: list[dict]) -> list[dict]:
+    """ReadMarkerSerializer's output for value rows (selectors.read_marker_rows)."""
+    zone = _zone()
+    return [
+        {
+            "user": _person(row["user__user_id"], row["user__first_name"], row["user__last_name"]),
+            "last_read_at": _time(row["last_read_at"], zone),
+        }
+        for row in rows
+    ]
 
 
 class UserSearchQuerySerializer(serializers.Serializer):

@@ -11,7 +11,8 @@ Concurrency rules:
   holds its lock, so the state an event carries is consistent with the events
   before it in anyone's stream.
 - Lock order: user rows (sorted by id), then conversation rows, then message
-  rows, then attachment rows (attachments/services.py), then, last, the
+  rows (reactions and pins: chats/services_reactions.py), then attachment rows
+  (attachments/services.py), then, last, the
   recipients' event-stream rows (sorted by user id, when
   the service ends: chats/events.py). Creating a two-person conversation locks
   both users; a send with a client_id locks its sender. MySQL/MariaDB
@@ -40,7 +41,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from attachments import services as attachment_services
-from chats import events, presence, selectors
+from chats import events, presence, selectors, services_reactions
 from chats.models import (
     MAX_INITIAL_MESSAGES,
     MAX_PARTICIPANTS,
@@ -317,6 +318,7 @@ def user_delete(*, user: User) -> None:
         )
     for conversation in Conversation.objects.filter(memberships__user=user):
         conversation_remove_participant(conversation=conversation, actor=user, user_id=user.pk)
+    services_reactions.reactions_delete_for_user(user_id=user.pk)
     events.credentials_revoked(user.pk)
     attachment_services.attachments_delete_for_uploader(user=user)
     user.delete()
@@ -345,6 +347,7 @@ def conversation_mark_read(
     )
     membership.save(update_fields=["last_read_at", "unread_count"])
     events.conversation_read(locked.pk, user.pk)
+    events.read_marker_moved(locked.pk, user.pk, membership.last_read_at)
 
 
 @events.atomic
@@ -469,10 +472,12 @@ def message_delete(*, message: Message, actor: User) -> Message:
         MessageEdit.objects.filter(message=locked).delete()
         if locked.has_attachments:
             attachment_services.attachments_delete_for_message(message=locked)
+        services_reactions.reactions_clear(message=locked)
+        services_reactions.pins_clear(message=locked)
         locked.is_deleted = True
         locked.message_body = ""
         locked.edited_at = None
         locked.has_attachments = False
-        locked.save(update_fields=["is_deleted", "message_body", "edited_at", "has_attachments"])
+        locked.save(update_fields=["is_deleted", "message_body", "edited_at", "has_attachments", "reaction_summary"])
         events.message_changed("message.deleted", locked)
     return locked

@@ -26,6 +26,8 @@ conversation_router.register(
     "messages", views.ConversationMessageViewSet, basename="conversation-message"
 )
 
+conversation_router.register("pins", views.ConversationPinViewSet, basename="conversation-pin")
+
 urlpatterns = [
     path("ping/", views.ping, name="ping"),
     path("events/", views.EventsView.as_view(), name="events"),

@@ -10,7 +10,7 @@ The documentation a client developer uses: the OpenAPI schema at /api/schema/, S
 """
 import json
 import re
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import pytest
 import yaml
@@ -104,13 +104,20 @@ def default_body(schema: dict, operation: dict):
 
 
 def default_query(schema: dict, operation: dict) -> dict:
-    """The query parameters Swagger UI sends untouched: those with a default (none is required here)."""
+    """
+    The query parameters Swagger UI sends untouched: those with a default, and the required ones
+    with the example it prefills (each must have one).
+    """
     query = {}
     for parameter in map(lambda p: resolve(schema, p), operation.get("parameters", [])):
         if parameter["in"] != "query":
             continue
-        assert not parameter.get("required"), f"{parameter['name']} is required: nothing to send as-is"
-        if "default" in parameter.get("schema", {}):
+        if parameter.get("required"):
+            examples = [example["value"] for example in parameter.get("examples", {}).values()]
+            example = parameter.get("example", examples[0] if examples else None)
+            assert example is not None, f"{parameter['name']} is required: it needs an example to send as-is"
+            query[parameter["name"]] = quote(str(example))
+        elif "default" in parameter.get("schema", {}):
             query[parameter["name"]] = parameter["schema"]["default"]
     return query
 
@@ -126,6 +133,7 @@ BODY_FIELDS_TO_FILL = {
     # The flat send names its conversation in the body; the nested send has it in the path.
     ("post", "/api/messages/"): {"conversation": lambda world: str(world["conversation"].pk)},
     ("post", "/api/conversations/{conversation_id}/participants/"): {"user_id": lambda world: str(world["carol"].pk)},
+    ("post", "/api/conversations/{conversation_id}/pins/"): {"message_id": lambda world: str(world["message"].pk)},
     # Refresh tokens are issued at login: a secret of the reader's own.
     ("post", "/api/token/refresh/"): {"refresh": lambda world: world["login"]()["refresh"]},
     ("post", "/api/token/blacklist/"): {"refresh": lambda world: world["login"]()["refresh"]},
@@ -186,16 +194,16 @@ def test_every_default_example_succeeds_as_is_for_a_logged_in_user():
     world["login"] = login
 
     for method, path, operation in operations_in_session_order(schema):
-        body = default_body(schema, operation)
-        for field, fill in BODY_FIELDS_TO_FILL.get((method, path), {}).items():
-            placeholder = body[field][0] if isinstance(body[field], list) else body[field]
-            assert placeholder in PLACEHOLDERS, f"{method} {path}: {field} is not a marked placeholder"
-            body[field] = fill(world)
         if access:
             # Fresh objects for each operation: a conversation with someone and the user's message in it.
             world["conversation"] = make_conversation(world["me"], UserFactory(), messages=("Hi",))
             world["message"] = world["conversation"].messages.get()
             world["attachment"] = attachment_create(uploader=world["me"], upload=png_upload())
+        body = default_body(schema, operation)
+        for field, fill in BODY_FIELDS_TO_FILL.get((method, path), {}).items():
+            placeholder = body[field][0] if isinstance(body[field], list) else body[field]
+            assert placeholder in PLACEHOLDERS, f"{method} {path}: {field} is not a marked placeholder"
+            body[field] = fill(world)
         url = fill_path(path, world) if access else path
         credentials = {"HTTP_AUTHORIZATION": f"Bearer {access}"} if access and operation.get("security") else {}
         query = default_query(schema, operation)

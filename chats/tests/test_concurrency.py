@@ -323,3 +323,55 @@ def test_concurrent_mark_reads_never_move_the_marker_backwards():
     membership = ConversationMembership.objects.get(conversation=conversation, user=alice)
     assert membership.last_read_at == messages[-1].sent_at
     assert selectors.unread_total_for_user(user=alice) == 0
+
+
+def test_concurrent_reactions_keep_the_summary_exact():
+    """
+    Many people react at once, each twice with the same emoji, one adding and one taking back
+    another: the summary matches the reaction rows exactly (it is rewritten under the message's
+    lock), one row per person and emoji. Then pins race for the last places under the cap.
+    """
+    from django.core.exceptions import ValidationError
+
+    from chats.models import MAX_PINS, MessagePin, MessageReaction
+    from chats.services_reactions import pin_add, reaction_add, reaction_remove
+
+    sender = UserFactory()
+    people = UserFactory.create_batch(6)
+    conversation = make_conversation(sender, *people)
+    message, _ = services.message_send(conversation=conversation, sender=sender, message_body="react to me")
+    thumbs, party = "\N{THUMBS UP SIGN}", "\N{PARTY POPPER}"
+    workers = []
+    for person in people:
+        workers.append(lambda p=person: reaction_add(message=message, user=p, emoji=thumbs))
+        workers.append(lambda p=person: reaction_add(message=message, user=p, emoji=thumbs))  # the same again
+    workers.append(lambda: reaction_add(message=message, user=people[0], emoji=party))
+    workers.append(lambda: reaction_remove(message=message, user=people[1], emoji=party))
+    run_concurrently(workers)
+
+    message.refresh_from_db()
+    rows = MessageReaction.objects.filter(message=message)
+    assert rows.filter(emoji_code="1f44d").count() == len(people)
+    by_emoji = {entry["emoji"]: sorted(entry["user_ids"]) for entry in message.reaction_summary}
+    assert by_emoji == {
+        thumbs: sorted(str(p.pk) for p in people),
+        party: [str(people[0].pk)],
+    }
+
+    # Pins: the cap holds however many pin at once.
+    messages = [
+        services.message_send(conversation=conversation, sender=sender, message_body=f"m{i}")[0]
+        for i in range(MAX_PINS + 2)
+    ]
+    for earlier in messages[: MAX_PINS - 2]:
+        pin_add(conversation=conversation, user=sender, message_id=earlier.pk)
+    racers = messages[MAX_PINS - 2:]
+
+    def pin(m):
+        try:
+            return pin_add(conversation=conversation, user=people[0], message_id=m.pk)[1]
+        except ValidationError:  # the cap's refusal
+            return False
+
+    assert sum(run_concurrently([lambda m=m: pin(m) for m in racers])) == 2
+    assert MessagePin.objects.filter(conversation=conversation).count() == MAX_PINS

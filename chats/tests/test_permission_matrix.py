@@ -286,6 +286,7 @@ MATRIX = [
     Row("POST", C + "/participants/", for_members(201), data={"user_id": "{newcomer}"}),
     Row("DELETE", C + "/participants/{third}/", for_members(204, refused_member=403), note="(remove someone else)"),
     Row("DELETE", C + "/participants/{me}/", per_actor(401, 404, 204, 204, 404), note="(leave)"),
+    Row("GET", C + "/read-markers/", for_members(200)),
     Row("POST", C + "/read/", for_members(200), data={}),
     Row("POST", C + "/read/", for_members(200), data={"message_id": "{message}"}, note="(up to a message)"),
     # --- Messages of one conversation
@@ -316,6 +317,15 @@ MATRIX = [
     Row("PUT", "/api/messages/" + M + "/", NOT_ALLOWED, data={"message_body": "changed"}),
     Row("DELETE", "/api/messages/" + M + "/", for_members(204, refused_member=403)),
     Row("GET", "/api/messages/" + M + "/history/", for_members(200), check=count_is(1)),
+    # --- Reactions: any participant, to any message of the conversation
+    Row("POST", "/api/messages/" + M + "/reactions/", for_members(201), data={"emoji": "\N{THUMBS UP SIGN}"}),
+    Row("DELETE", "/api/messages/" + M + "/reactions/?emoji=%F0%9F%91%8D", for_members(204)),
+    Row("GET", "/api/messages/" + M + "/reactions/", NOT_ALLOWED),
+    # --- Pins: any participant pins and unpins any message of the conversation
+    Row("GET", C + "/pins/", for_members(200), check=count_is(0)),
+    Row("POST", C + "/pins/", for_members(201), data={"message_id": "{message}"}),
+    Row("DELETE", C + "/pins/" + M + "/", for_members(204)),
+    Row("GET", C + "/pins/" + M + "/", NOT_ALLOWED),
     # --- Attachments: the uploader, and the participants of the conversation of the message carrying it
     Row("POST", "/api/attachments/", per_actor(401, 201, 201, 201, 201), data="upload"),
     Row("GET", "/api/attachments/{attachment}/", for_members(200)),
@@ -526,6 +536,7 @@ def _matrix_template(route: str) -> str:
         "attachment": "attachment_id",
         "draft": "attachment_id",
     }
+    route = route.split("?", 1)[0]  # a query string is the request's, not the route's
     return re.sub(r"\{(\w+)\}", lambda m: "{" + names.get(m.group(1), m.group(1)) + "}", route)
 
 

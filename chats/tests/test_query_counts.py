@@ -147,3 +147,76 @@ def test_send_with_attachments_runs_the_same_queries_for_one_or_ten(
             )
     assert response.status_code == 201, response.content
     assert len(response.json()["attachments"]) == count
+
+
+def _react_to_everything(conversation, users):
+    from chats.services_reactions import reaction_add
+
+    for message in conversation.messages.all():
+        for user in users:
+            reaction_add(message=message, user=user, emoji="\N{THUMBS UP SIGN}")
+
+
+def test_message_lists_with_reactions_run_the_same_queries(alice, bob, client_for, django_assert_num_queries):
+    # Reactions are read with each message's row (Message.reaction_summary): no extra query.
+    conversation = make_conversation(alice, bob)
+    for i in range(20):
+        send(conversation, alice if i % 2 else bob, f"m{i}")
+    _react_to_everything(conversation, (alice, bob))
+    client = client_for(alice)
+    assert_fixed_queries(django_assert_num_queries, client, f"/api/conversations/{conversation.pk}/messages/", 3)
+    assert_fixed_queries(django_assert_num_queries, client, "/api/messages/", 4)
+    response = client.get("/api/messages/", {"page_size": 1})
+    assert response.json()["results"][0]["reactions"] == [{"emoji": "\N{THUMBS UP SIGN}", "count": 2, "me": True}]
+
+
+def test_conversation_list_with_reactions(busy_alice, client_for, django_assert_num_queries):
+    for conversation in busy_alice.conversations.all():
+        _react_to_everything(conversation, (busy_alice,))
+    assert_fixed_queries(django_assert_num_queries, client_for(busy_alice), "/api/conversations/", 3)
+
+
+@pytest.mark.parametrize("people", [1, 11])
+def test_reacting_runs_the_same_queries_for_two_people_or_twelve(
+    alice, client_for, django_assert_num_queries, django_capture_on_commit_callbacks, people
+):
+    # message access check, SAVEPOINT, conversation lock, message lock, existing reaction?, insert,
+    # summary update; then the event: participants, their streams locked and advanced, events
+    # inserted; RELEASE.
+    conversation = make_conversation(alice, *UserFactory.create_batch(people))
+    message = send(conversation, alice, "hi")
+    with django_assert_num_queries(12):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client_for(alice).post(
+                f"/api/messages/{message.pk}/reactions/", {"emoji": "\N{THUMBS UP SIGN}"}, format="json"
+            )
+    assert response.status_code == 201, response.content
+
+
+def test_pin_list(alice, bob, client_for, django_assert_num_queries):
+    from chats.services_reactions import pin_add
+
+    conversation = make_conversation(alice, bob)
+    for i in range(20):
+        pin_add(conversation=conversation, user=bob, message_id=send(conversation, alice, f"m{i}").pk)
+    # conversation access check, count, the page (message, its sender and who pinned, joined)
+    assert_fixed_queries(django_assert_num_queries, client_for(alice), f"/api/conversations/{conversation.pk}/pins/", 3)
+
+
+def test_pin_list_with_attachments(alice, bob, client_for, django_assert_num_queries):
+    from chats.services_reactions import pin_add
+
+    conversation = make_conversation(alice, bob)
+    for _ in range(20):
+        pin_add(conversation=conversation, user=bob, message_id=_send_with_attachment(conversation, alice).pk)
+    # ... and the page's attachments: one more query, only when a pinned message has some
+    assert_fixed_queries(django_assert_num_queries, client_for(alice), f"/api/conversations/{conversation.pk}/pins/", 4)
+
+
+def test_read_markers(alice, client_for, django_assert_num_queries):
+    # conversation access check, the memberships with their users joined: whatever the group's size
+    for people in (1, 20):
+        conversation = make_conversation(alice, *UserFactory.create_batch(people))
+        with django_assert_num_queries(2):
+            response = client_for(alice).get(f"/api/conversations/{conversation.pk}/read-markers/")
+        assert len(response.json()) == people + 1

@@ -594,7 +594,8 @@ async def test_removing_a_participant_sends_removed_to_them_updated_to_the_rest_
 async def test_conversation_read_goes_to_the_readers_own_sockets_only(ws, alice, bob, carol):
     """
     {"type": "conversation.read", "conversation_id", "last_read_at", "unread_count"}:
-    the read state the REST call returns, to every socket of the reader and nobody else.
+    the read state the REST call returns, to every socket of the reader and nobody else. The
+    others get read_marker.moved ("seen by": whose marker, where to), without the reader's unread count.
     """
     conversation = await db(make_conversation)(alice, bob, carol, messages=("one", "two"))
     alice_socket, bob_phone, bob_laptop, carol_socket = (
@@ -615,6 +616,15 @@ async def test_conversation_read_goes_to_the_readers_own_sockets_only(ws, alice,
         assert event == {"type": "conversation.read", **state, "event_id": event["event_id"]}
         seen.add(event["event_id"])
     assert len(seen) == 1  # the same event: the same event_id on every socket of the user
+    for socket in (alice_socket, carol_socket):
+        moved = await receive(socket)
+        assert moved == {
+            "type": "read_marker.moved",
+            "conversation_id": str(conversation.pk),
+            "user_id": str(bob.pk),
+            "last_read_at": state["last_read_at"],
+            "event_id": moved["event_id"],
+        }
     await assert_silent(alice_socket, carol_socket, bob_phone, bob_laptop)
 
     # The service, up to the newest message.
@@ -625,6 +635,9 @@ async def test_conversation_read_goes_to_the_readers_own_sockets_only(ws, alice,
         assert event["type"] == "conversation.read"
         assert event["unread_count"] == fresh["unread_count"] == 0
         assert event["last_read_at"] == fresh["last_message"]["sent_at"]
+    for socket in (alice_socket, carol_socket):
+        moved = await receive(socket)
+        assert moved["type"] == "read_marker.moved" and moved["last_read_at"] == fresh["last_message"]["sent_at"]
 
     # A marker that does not move (already read) sends nothing.
     await rest(bob, "post", f"{conversation_url(conversation.pk)}read/", {"message_id": oldest["message_id"]})

@@ -6,6 +6,7 @@ from chats.views.auth import TokenBlacklistView, TokenObtainView, TokenRefreshVi
 from chats.views.conversations import ConversationViewSet
 from chats.views.events import EventsView
 from chats.views.messages import ConversationMessageViewSet, MessageViewSet
+from chats.views.pins import ConversationPinViewSet
 from chats.views.presence import PresenceView
 from chats.views.root import ApiRootView
 from chats.views.users import UserViewSet
@@ -13,6 +14,7 @@ from chats.views.users import UserViewSet
 __all__ = [
     "ApiRootView",
     "ConversationMessageViewSet",
+    "ConversationPinViewSet",
     "ConversationViewSet",
     "EventsView",
     "MessageViewSet",

@@ -11,6 +11,7 @@ from chats import selectors, services
 from chats.filters import ConversationFilter
 from chats.models import Conversation, Message
 from chats.pagination import NON_FILTERING_PARAMS, PLAIN_PAGE_PARAMS, KnownCountPagination
+from chats.permissions import conversation_for_participant_or_404
 from chats.schema import (
     CONVERSATION_CREATE_EXAMPLES,
     MARK_READ_EXAMPLES,
@@ -24,8 +25,10 @@ from chats.serializers import (
     ConversationSerializer,
     MarkReadSerializer,
     ParticipantAddSerializer,
+    ReadMarkerSerializer,
     ReadStateSerializer,
     conversation_rows_representation,
+    read_marker_rows_representation,
 )
 from chats.throttles import SendRateThrottle
 from chats.views.base import ScopedViewSet
@@ -99,11 +102,12 @@ class ConversationViewSet(
         else:
             rows = self.paginate_queryset(selectors.conversation_rows(self.filter_queryset(self.get_queryset())))
         people = selectors.participants_by_conversation([row["conversation_id"] for row in rows])
-        return self.get_paginated_response(conversation_rows_representation(rows, people))
+        return self.get_paginated_response(conversation_rows_representation(rows, people, str(request.user.pk)))
 
     def respond(self, conversation: Conversation, status_code: int = status.HTTP_200_OK) -> Response:
         fresh = self.get_queryset().get(pk=conversation.pk)
-        return Response(ConversationSerializer(fresh).data, status=status_code)
+        data = ConversationSerializer(fresh, context={"viewer": str(self.request.user.pk)}).data
+        return Response(data, status=status_code)
 
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
@@ -152,6 +156,21 @@ class ConversationViewSet(
             raise NotFound("This user is not a participant.")
         services.conversation_remove_participant(conversation=conversation, actor=request.user, user_id=target)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Everyone's read marker (\"seen by\")",
+        description=(
+            "Each participant (you included) with `last_read_at`: the `sent_at` of the newest message they "
+            "have read, or null. A message was seen by those whose `last_read_at` is at or after its "
+            "`sent_at`. The other participants get a `read_marker.moved` event when someone's marker moves."
+        ),
+        responses={200: ReadMarkerSerializer(many=True)},
+        filters=False,
+    )
+    @action(detail=True, methods=["get"], url_path="read-markers", pagination_class=None, filter_backends=[])
+    def read_markers(self, request, conversation_id=None):
+        conversation = conversation_for_participant_or_404(user=request.user, conversation_id=conversation_id)
+        return Response(read_marker_rows_representation(selectors.read_marker_rows(conversation=conversation)))
 
     @extend_schema(
         summary="Mark as read",

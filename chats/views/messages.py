@@ -1,12 +1,13 @@
 from uuid import UUID
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from drf_standardized_errors.openapi_serializers import ErrorResponse403Serializer
+from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from chats import selectors, services
+from chats import selectors, services, services_reactions
 from chats.filters import MessageFilter
 from chats.models import Conversation, Message
 from chats.pagination import NON_FILTERING_PARAMS, PLAIN_PAGE_PARAMS, StandardPagination, TimelinePagination
@@ -16,17 +17,22 @@ from chats.schema import (
     MESSAGE_CREATE_EXAMPLES,
     MESSAGE_EDIT_EXAMPLES,
     MESSAGE_SEND_EXAMPLES,
+    REACTION_EXAMPLES,
     SEARCH_ERRORS,
     document_validation_errors,
+    field_error_codes,
 )
 from chats.serializers import (
     MessageCreateSerializer,
     MessageSendSerializer,
     MessageSerializer,
     MessageUpdateSerializer,
+    MessageReactionsSerializer,
     MessageVersionSerializer,
+    ReactionInputSerializer,
     message_representation,
     message_rows_representation,
+    reactions_representation,
 )
 from chats.throttles import SendRateThrottle
 from chats.views.base import ScopedViewSet
@@ -79,6 +85,8 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
             return self.input_serializer_class
         if self.action == "partial_update":
             return MessageUpdateSerializer
+        if self.action == "reactions":
+            return ReactionInputSerializer
         return MessageSerializer
 
     def known_count(self) -> int | None:
@@ -89,7 +97,8 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
         # The pagination picks the page's ids on the timeline index; then those rows, as
         # values (same output as MessageSerializer, without an instance per message).
         ids = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        return self.get_paginated_response(message_rows_representation(selectors.message_rows(ids)))
+        rows = selectors.message_rows(ids)
+        return self.get_paginated_response(message_rows_representation(rows, str(request.user.pk)))
 
     def get_throttles(self):
         throttles = super().get_throttles()
@@ -107,7 +116,8 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
             attachment_ids=data.get("attachments", ()),
         )
         return Response(
-            message_representation(message), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+            message_representation(message, str(self.request.user.pk)),
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
     def partial_update(self, request, *args, **kwargs):
@@ -116,7 +126,7 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
         message = services.message_edit(
             message=self.get_object(), actor=request.user, message_body=serializer.validated_data["message_body"]
         )
-        return Response(message_representation(message))
+        return Response(message_representation(message, str(request.user.pk)))
 
     def destroy(self, request, *args, **kwargs):
         services.message_delete(message=self.get_object(), actor=request.user)
@@ -132,6 +142,16 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
         versions = selectors.message_history(message=self.get_object())
         page = self.paginate_queryset(versions)
         return self.get_paginated_response(MessageVersionSerializer(page, many=True).data)
+
+
+REACTION_EMOJI_PARAMETER = OpenApiParameter(
+    "emoji",
+    str,
+    OpenApiParameter.QUERY,
+    required=True,
+    description="The emoji to take back (URL-encoded).",
+    examples=[OpenApiExample("Thumbs up", value="\N{THUMBS UP SIGN}")],
+)
 
 
 @extend_schema_view(
@@ -153,6 +173,15 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
     {"attachments": ["does_not_exist", "already_attached"], "message_body": ["required", "blank"]},
     actions=["create"],
 )
+# Reactions: ?emoji= of a DELETE is checked like the POST's body field; a POST to a deleted
+# message is refused on message_id (services_reactions.reaction_add).
+@extend_validation_errors(
+    field_error_codes(ReactionInputSerializer().fields["emoji"], "emoji"),
+    field_name="emoji",
+    actions=["reactions"],
+    methods=["delete"],
+)
+@extend_validation_errors(["invalid"], field_name="message_id", actions=["reactions"], methods=["post"])
 class MessageViewSet(_MessageViewSetBase):
     input_serializer_class = MessageCreateSerializer
 
@@ -201,6 +230,51 @@ class MessageViewSet(_MessageViewSetBase):
             raise serializers.ValidationError({"conversation": ["No conversation of yours has this id."]})
         return self.send(conversation, data)
 
+    @extend_schema(
+        methods=["POST"],
+        summary="React to a message",
+        description=(
+            "Adds your reaction (one emoji) to a message of a conversation you take part in. Idempotent: "
+            "201 the first time, 200 with the same body when you had already reacted with this emoji. "
+            "A deleted message takes no reactions (400); an unknown message, or one of a conversation "
+            "you are not in, is a 404. Every participant gets a `reaction.added` event."
+        ),
+        request=ReactionInputSerializer,
+        examples=REACTION_EXAMPLES,
+        responses={201: MessageReactionsSerializer, 200: MessageReactionsSerializer},
+        filters=False,
+    )
+    @extend_schema(
+        methods=["DELETE"],
+        summary="Take back your reaction",
+        description=(
+            "Removes your reaction with `?emoji=`; 204 whether or not you had reacted with it. "
+            "Every participant gets a `reaction.removed` event when one was removed."
+        ),
+        parameters=[REACTION_EMOJI_PARAMETER],
+        request=None,
+        responses={204: OpenApiResponse(description="Your reaction is gone (or never was).")},
+        filters=False,
+    )
+    @action(detail=True, methods=["post", "delete"], filter_backends=[], pagination_class=None)
+    def reactions(self, request, *args, **kwargs):
+        message = self.get_object()
+        if request.method == "DELETE":
+            serializer = ReactionInputSerializer(data={"emoji": request.query_params.get("emoji", "")})
+            serializer.is_valid(raise_exception=True)
+            services_reactions.reaction_remove(message=message, user=request.user, **serializer.validated_data)
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        message, created = services_reactions.reaction_add(
+            message=message, user=request.user, **serializer.validated_data
+        )
+        body = {
+            "message_id": str(message.pk),
+            "reactions": reactions_representation(message.reaction_summary, str(request.user.pk)),
+        }
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
 
 @extend_schema_view(
     list=extend_schema(summary="Messages of one conversation, newest first"),
@@ -242,7 +316,8 @@ class ConversationMessageViewSet(_MessageViewSetBase):
             # Newest first, unfiltered, by page number: the page's ids on the timeline index,
             # then their rows, each by a statement compiled once (chats/prepared.py).
             ids = self.paginate_queryset(selectors.timeline_ids(conversation=self.get_conversation()))
-            return self.get_paginated_response(message_rows_representation(selectors.message_rows(ids)))
+            rows = selectors.message_rows(ids)
+            return self.get_paginated_response(message_rows_representation(rows, str(request.user.pk)))
         return super().list(request, *args, **kwargs)
 
     def create(self, request, *args, **kwargs):
