@@ -236,7 +236,13 @@ def test_three_people_chat_live_through_reload_restart_and_removal(webclient_ser
     expect(message(carol_page, "After Carol left")).to_have_count(1)
     expect(carol_page.locator("#composer")).to_be_visible()
 
-    # What the README shows, and the accessibility check of the chat view.
+    # What the README shows, and the accessibility check of the chat view: a picture among the messages.
+    alice.set_input_files("#file-input", [{"name": "plan.png", "mimeType": "image/png",
+                                           "buffer": png(240, 150, (11, 92, 173))}])
+    expect(alice.locator("#upload-list .upload-done")).to_have_count(1)
+    send(alice, "The plan")
+    for page in (alice, bob_page):
+        expect(message(page, "The plan").locator("img")).to_have_attribute("src", re.compile("^blob:"))
     alice.locator("#composer-input").fill("")
     bob_page.locator("#composer-input").press_sequentially("Se")
     expect(alice.locator("#typing")).to_have_text("Bob Baker is typing…")
@@ -413,7 +419,7 @@ def test_attachments_and_presence(webclient_server, browser):
         received.get_by_role("button", name=re.compile("^Download notes.txt")).click()
     assert download.value.suggested_filename == "notes.txt"
     assert Path(download.value.path()).read_bytes() == notes
-    expect(frank_row).to_contain_text("Frank: Here are the files 📎 red.png, notes.txt")
+    expect(frank_row).to_contain_text("Frank: Here are the files [red.png, notes.txt]")
 
     # Someone outside the conversation gets 404 for every attachment URL.
     _, page = servers.api(webclient_server, "GET",

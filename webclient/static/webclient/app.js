@@ -239,7 +239,11 @@ function attachmentsNode(m) {
   for (const a of m.attachments) {
     const size = sizeText(a.size);
     if (a.thumbnail_url && m.message_id) {
-      const img = el("img", { alt: a.file_name, width: String(Math.min(a.width || 160, 160)) });
+      // Its size is known before it loads: no distortion, and the timeline does not jump.
+      const scale = Math.min(1, 160 / (a.width || 160), 160 / (a.height || 160));
+      const img = el("img", {
+        alt: a.file_name, width: String(Math.round((a.width || 160) * scale)), height: String(Math.round((a.height || 160) * scale)),
+      });
       // Set only while on the page: the observer below the helpers revokes it when it leaves.
       fetchBlob(a.thumbnail_url).then((blob) => { if (img.isConnected) img.src = URL.createObjectURL(blob); })
         .catch(() => { img.alt = `${a.file_name} (not available)`; });
@@ -700,7 +704,8 @@ function preview(c) {
   const who = m.sender.user_id === state.me.user_id ? "You" : m.sender.first_name;
   if (m.is_deleted) return `${who}: message deleted`;
   const files = (m.attachments || []).map((a) => a.file_name).join(", ");
-  return `${who}: ${m.message_body || ""}${m.message_body && files ? " " : ""}${files ? `📎 ${files}` : ""}`;
+  // Plain text, no emoji: not every system font has a paperclip.
+  return `${who}: ${m.message_body || ""}${m.message_body && files ? " " : ""}${files ? `[${files}]` : ""}`;
 }
 function renderInbox() {
   const list = $("conversation-list");
