@@ -436,10 +436,23 @@ def test_attachments_and_presence(webclient_server, browser):
     frank_page.set_input_files("#file-input", [{"name": "blue.png", "mimeType": "image/png",
                                                 "buffer": png(40, 40, (20, 40, 200))}])
     expect(frank_page.locator("#upload-list .upload-done")).to_have_count(1)
+    # Its send fails as if offline: it waits in the outbox (the file named), then goes out once.
+
+    def offline_sends(route):
+        if route.request.method == "POST":
+            route.abort()
+        else:
+            route.continue_()
+
+    frank_page.route(re.compile(r"/api/conversations/[^/]+/messages/$"), offline_sends)
     frank_page.press("#composer-input", "Enter")
+    pending = frank_page.locator("#message-list .message").filter(has=frank_page.locator(".pending"))
+    expect(pending).to_contain_text("blue.png")
+    frank_page.unroute(re.compile(r"/api/conversations/[^/]+/messages/$"))
+    expect(frank_page.locator("#message-list .pending")).to_have_count(0)
     expect(grace_page.locator("#message-list img")).to_have_count(2)
     expect(grace_page.locator("#message-list img").last).to_have_attribute("src", re.compile("^blob:"))
-    expect(frank_page.locator("#message-list .pending")).to_have_count(0)
+    expect(frank_page.locator("#message-list img")).to_have_count(2)
     assert serious_violations(grace_page) == []
 
     # Frank hides his presence: his dot goes from Grace's page; shown again, it comes back.
