@@ -366,6 +366,13 @@ def test_attachments_and_presence(webclient_server, browser):
         "participants": [grace.user_id], "messages": [{"message_body": "Files coming"}],
     }, token=frank.token, expect=201)
     contexts = [browser.new_context(viewport={"width": 1100, "height": 720}) for _ in range(2)]
+    # Grace's page counts the object URLs it holds: each must be revoked once off the page.
+    contexts[1].add_init_script("""(() => {
+        const create = URL.createObjectURL.bind(URL), revoke = URL.revokeObjectURL.bind(URL);
+        window.liveBlobUrls = new Map();
+        URL.createObjectURL = (b) => { const u = create(b); window.liveBlobUrls.set(u, b.type); return u; };
+        URL.revokeObjectURL = (u) => { window.liveBlobUrls.delete(u); revoke(u); };
+    })()""")
     frank_w, grace_w = (open_client(c, webclient_server, n) for c, n in zip(contexts, ("frank", "grace")))
     frank_page, grace_page = frank_w.page, grace_w.page
 
@@ -474,6 +481,15 @@ def test_attachments_and_presence(webclient_server, browser):
     expect(frank_row.locator(".dot.offline")).to_have_count(1)
     expect(frank_row).to_contain_text("Frank Fisher (offline)")
     expect(grace_page.locator("#conversation-presence")).to_have_text("last seen just now")
+
+    # Grace logs out: the thumbnails leave the page and their object URLs are revoked (a download's
+    # goes 10 s after it started).
+    images = "() => [...window.liveBlobUrls.values()].filter((type) => type.startsWith('image/')).length"
+    assert grace_page.evaluate(images) == 2
+    grace_page.get_by_role("button", name="Log out").click()
+    expect(grace_page.locator("#login-form")).to_be_visible()
+    expect(grace_page.locator("#message-list li")).to_have_count(0)
+    grace_page.wait_for_function(f"() => ({images})() === 0")
 
     assert frank_w.problems + grace_w.problems == []
     for context in contexts:

@@ -318,6 +318,9 @@ function logout(tellServer = true, message = "") {
   Object.assign(state, { access: null, refresh: null, me: null, current: null, lastEventId: null, outbox: [], uploads: [] });
   state.presence.clear(); state.presenceKey = null;
   renderUploads();
+  // Nothing of the session stays in the page (its thumbnails' object URLs are revoked as they go).
+  $("message-list").replaceChildren(); $("conversation-list").replaceChildren();
+  if ($("image-dialog").open) $("image-dialog").close();
   state.conversations.clear(); state.timelines.clear(); state.removed.clear();
   store.clear();
   $("chat-view").hidden = true;
