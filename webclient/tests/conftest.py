@@ -50,6 +50,7 @@ def webclient_server(tmp_path_factory):
         # Someone whose page closed is announced offline after a second, not the default ten.
         PRESENCE_OFFLINE_GRACE="1",
         DJANGO_MEDIA_ROOT=str(tmp / "media"),  # uploads stay out of the working tree
+        ATTACHMENTS_MAX_BYTES=str(1024 * 1024),  # so that a "too large" upload stays small
     )
     servers.migrate(env)
     result = subprocess.run(

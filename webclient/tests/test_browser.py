@@ -6,6 +6,7 @@ view stops updating; axe-core finds no serious or critical violation, on a deskt
 Attachments go both ways as thumbnails and downloads, fetched with the JWT, and nobody outside the
 conversation can fetch them; presence dots follow a person's page opening and closing, and hiding.
 """
+import base64
 import io
 import json
 import re
@@ -237,8 +238,7 @@ def test_three_people_chat_live_through_reload_restart_and_removal(webclient_ser
     expect(carol_page.locator("#composer")).to_be_visible()
 
     # What the README shows, and the accessibility check of the chat view: a picture among the messages.
-    alice.set_input_files("#file-input", [{"name": "plan.png", "mimeType": "image/png",
-                                           "buffer": png(240, 150, (11, 92, 173))}])
+    paste(alice, "#composer", "plan.png", png(240, 150, (11, 92, 173)), event="drop")
     expect(alice.locator("#upload-list .upload-done")).to_have_count(1)
     send(alice, "The plan")
     for page in (alice, bob_page):
@@ -357,6 +357,18 @@ def png(width, height, color):
     return buffer.getvalue()
 
 
+def paste(page, selector, name, data, event="paste"):
+    """A paste (or a drop) of one file, as the browser makes it: a DataTransfer holding a File."""
+    page.locator(selector).evaluate("""(node, [name, bytes, event]) => {
+        const transfer = new DataTransfer();
+        const data = Uint8Array.from(atob(bytes), (c) => c.charCodeAt(0));
+        transfer.items.add(new File([data], name, { type: "image/png" }));
+        node.dispatchEvent(event === "paste"
+            ? new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true, cancelable: true })
+            : new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    }""", [name, base64.b64encode(data).decode(), event])
+
+
 def test_attachments_and_presence(webclient_server, browser):
     started = time.monotonic()
     frank = register(webclient_server, "Frank", "Fisher")
@@ -440,8 +452,11 @@ def test_attachments_and_presence(webclient_server, browser):
             assert servers.call(webclient_server, "GET", url, token=mallory.token).status == 404
 
     # A message of attachments only, no text.
-    frank_page.set_input_files("#file-input", [{"name": "blue.png", "mimeType": "image/png",
-                                                "buffer": png(40, 40, (20, 40, 200))}])
+    # Pasted into the message box: a file too large for the server (1 MiB here) and an image.
+    paste(frank_page, "#composer-input", "big.png", b"\x89PNG" + bytes(1024 * 1024 + 100))
+    expect(frank_page.locator("#upload-list .upload-error")).to_have_text("Not uploaded: the file is too large")
+    frank_page.get_by_role("button", name="Remove big.png").click()
+    paste(frank_page, "#composer-input", "blue.png", png(40, 40, (20, 40, 200)))
     expect(frank_page.locator("#upload-list .upload-done")).to_have_count(1)
     # Its send fails as if offline: it waits in the outbox (the file named), then goes out once.
 
