@@ -403,7 +403,9 @@ def test_attachments_and_presence(webclient_server, browser):
     picture = png(64, 48, (200, 30, 30))
     notes = b"Meeting notes\nline two <script>alert(1)</script>\n"
     inbox_item(frank_page, "Grace Green").click()
-    frank_page.set_input_files("#file-input", [
+    with frank_page.expect_file_chooser() as chooser:
+        frank_page.get_by_role("button", name="Attach").click()
+    chooser.value.set_files([
         {"name": "red.png", "mimeType": "image/png", "buffer": picture},
         {"name": "notes.txt", "mimeType": "text/plain", "buffer": notes},
     ])
@@ -475,6 +477,9 @@ def test_attachments_and_presence(webclient_server, browser):
     expect(grace_page.locator("#message-list img")).to_have_count(2)
     expect(grace_page.locator("#message-list img").last).to_have_attribute("src", re.compile("^blob:"))
     expect(frank_page.locator("#message-list img")).to_have_count(2)
+    grace_page.locator("#message-list .message").last.get_by_role("button", name=re.compile("^Reply")).click()
+    expect(grace_page.locator("#composer-context")).to_contain_text("Replying to Frank Fisher: [blue.png]")
+    grace_page.press("#composer-input", "Escape")
     assert serious_violations(grace_page) == []
 
     # Frank hides his presence: his dot goes from Grace's page; shown again, it comes back.

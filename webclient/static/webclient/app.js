@@ -67,6 +67,12 @@ function jwtExp(token) {
   try { return JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).exp * 1000; } catch { return 0; }
 }
 
+// A message as one line of text: its body, then its files' names (plain text, no emoji: not every
+// system font has a paperclip).
+function textOf(m) {
+  const files = (m.attachments || []).map((a) => a.file_name).join(", ");
+  return `${m.message_body || ""}${m.message_body && files ? " " : ""}${files ? `[${files}]` : ""}`;
+}
 function sizeText(n) {
   if (n < 1024) return `${n} B`;
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(n < 10240 ? 1 : 0)} KB`;
@@ -705,10 +711,7 @@ function preview(c) {
   const m = c.last_message;
   if (!m) return "No messages yet";
   const who = m.sender.user_id === state.me.user_id ? "You" : m.sender.first_name;
-  if (m.is_deleted) return `${who}: message deleted`;
-  const files = (m.attachments || []).map((a) => a.file_name).join(", ");
-  // Plain text, no emoji: not every system font has a paperclip.
-  return `${who}: ${m.message_body || ""}${m.message_body && files ? " " : ""}${files ? `[${files}]` : ""}`;
+  return m.is_deleted ? `${who}: message deleted` : `${who}: ${textOf(m)}`;
 }
 function renderInbox() {
   const list = $("conversation-list");
@@ -787,7 +790,7 @@ function messageNode(m, byId) {
   li.append(meta);
   if (m.parent_message) {
     const parent = byId.get(m.parent_message);
-    const quote = parent ? `${fullName(parent.sender)}: ${parent.is_deleted ? "message deleted" : parent.message_body}` : "an earlier message";
+    const quote = parent ? `${fullName(parent.sender)}: ${parent.is_deleted ? "message deleted" : textOf(parent)}` : "an earlier message";
     li.append(el("div", { class: "quote", text: `Reply to ${quote}` }));
   }
   const files = !m.is_deleted && m.attachments && m.attachments.length ? m.attachments : null;
@@ -882,7 +885,7 @@ function renderComposerContext() {
   box.hidden = !m;
   if (!m) return;
   $("composer-context-text").textContent = state.editing
-    ? "Editing your message" : `Replying to ${fullName(m.sender)}: ${m.message_body}`;
+    ? "Editing your message" : `Replying to ${fullName(m.sender)}: ${textOf(m)}`;
 }
 function startReply(m) { state.editing = null; state.replyTo = m; renderComposerContext(); $("composer-input").focus(); }
 function startEdit(m) {
