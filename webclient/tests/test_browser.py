@@ -458,7 +458,12 @@ def test_attachments_and_presence(webclient_server, browser):
     paste(frank_page, "#composer-input", "big.png", b"\x89PNG" + bytes(1024 * 1024 + 100))
     expect(frank_page.locator("#upload-list .upload-error")).to_have_text("Not uploaded: the file is too large")
     frank_page.get_by_role("button", name="Remove big.png").click()
+    # Its first upload fails as if offline: "Retry" uploads it again.
+    frank_page.route("**/api/attachments/", lambda route: route.abort())
     paste(frank_page, "#composer-input", "blue.png", png(40, 40, (20, 40, 200)))
+    expect(frank_page.locator("#upload-list .upload-error")).to_have_text("Not uploaded: the server cannot be reached")
+    frank_page.unroute("**/api/attachments/")
+    frank_page.get_by_role("button", name="Retry blue.png").click()
     expect(frank_page.locator("#upload-list .upload-done")).to_have_count(1)
     # Its send fails as if offline: it waits in the outbox (the file named), then goes out once.
 

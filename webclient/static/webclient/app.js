@@ -194,30 +194,48 @@ function uploadErrorText(err) {
 let uploadChain = Promise.resolve();
 function uploadFiles(files) {
   for (const file of files) {
-    const item = { key: uuid(), file, progress: 0, attachment: null, error: null };
+    const item = { key: uuid(), file, progress: 0, attachment: null, error: null, retryable: false };
     state.uploads.push(item);
-    renderUploads();
-    uploadChain = uploadChain.then(async () => {
-      if (!state.uploads.includes(item)) return; // removed before its turn
-      announce(`Uploading ${file.name || "image"}…`);
-      try {
-        let token = await freshAccess();
-        try {
-          item.attachment = await uploadOnce(item, token, (p) => { item.progress = p; renderUploads(); });
-        } catch (err) {
-          if (!(err instanceof ApiError && err.status === 401)) throw err;
-          await refreshTokens(); token = state.access;
-          item.attachment = await uploadOnce(item, token, (p) => { item.progress = p; renderUploads(); });
-        }
-        announce(`${item.attachment.file_name} uploaded`);
-      } catch (err) {
-        if (!state.uploads.includes(item)) return; // removed (and aborted) meanwhile
-        item.error = uploadErrorText(err);
-        announce(`Could not upload ${file.name || "image"}: ${item.error}`);
-      }
-      renderUploads();
-    });
+    queueUpload(item);
   }
+  renderUploads();
+}
+function queueUpload(item) {
+  const name = item.file.name || "image";
+  // Progress moves the bar in place: re-rendering the list would take the focus off its buttons.
+  const onProgress = (p) => {
+    item.progress = p;
+    const bar = $("upload-list").querySelector(`[data-key="${item.key}"] progress`);
+    if (bar) bar.value = Math.round(p * 100);
+  };
+  uploadChain = uploadChain.then(async () => {
+    if (!state.uploads.includes(item)) return; // removed before its turn
+    announce(`Uploading ${name}…`);
+    try {
+      try {
+        item.attachment = await uploadOnce(item, await freshAccess(), onProgress);
+      } catch (err) {
+        if (!(err instanceof ApiError && err.status === 401)) throw err;
+        await refreshTokens();
+        item.attachment = await uploadOnce(item, state.access, onProgress);
+      }
+      announce(`${item.attachment.file_name} uploaded`);
+    } catch (err) {
+      if (!state.uploads.includes(item)) return; // removed (and aborted) meanwhile
+      item.error = uploadErrorText(err);
+      item.retryable = err instanceof NetworkError;
+      announce(`Could not upload ${name}: ${item.error}`);
+    }
+    renderUploads();
+  });
+}
+function retryUpload(key) {
+  const item = state.uploads.find((u) => u.key === key);
+  if (!item) return;
+  Object.assign(item, { error: null, retryable: false, progress: 0 });
+  renderUploads();
+  queueUpload(item);
+  $("composer-input").focus();
 }
 function removeUpload(key) {
   const item = state.uploads.find((u) => u.key === key);
@@ -231,11 +249,12 @@ function renderUploads() {
   list.hidden = state.uploads.length === 0;
   list.replaceChildren(...state.uploads.map((u) => {
     const name = u.file.name || "pasted image";
-    const li = el("li", { class: `upload${u.error ? " failed" : ""}` },
+    const li = el("li", { class: `upload${u.error ? " failed" : ""}`, "data-key": u.key },
       el("span", { class: "upload-name", text: `${name} (${sizeText(u.file.size)})` }));
     if (u.error) li.append(el("span", { class: "upload-error", text: `Not uploaded: ${u.error}` }));
     else if (!u.attachment) li.append(el("progress", { max: "100", value: String(Math.round(u.progress * 100)), "aria-label": `Uploading ${name}` }));
     else li.append(el("span", { class: "upload-done", text: "Ready" }));
+    if (u.retryable) li.append(el("button", { type: "button", class: "link", "aria-label": `Retry ${name}`, text: "Retry", onclick: () => retryUpload(u.key) }));
     li.append(el("button", { type: "button", class: "link", "aria-label": `Remove ${name}`, text: "Remove", onclick: () => removeUpload(u.key) }));
     return li;
   }));
