@@ -197,8 +197,10 @@ def test_three_people_chat_live_through_reload_restart_and_removal(webclient_ser
 
     # The server restarts while Alice sends: her message waits, goes out once on reconnect; Carol's
     # message sent while Bob's socket is still down reaches him by resume.
+    expect(alice.locator("#conversation-presence")).to_have_text("2 online")
     webclient_server.stop()
     expect(alice.locator("#connection")).not_to_have_text("Live")
+    expect(alice.locator("#conversation-presence")).to_have_text("")  # no stale presence while offline
     send(alice, "Sent while the server was down")
     expect(message(alice, "Sent while the server was down").locator(".pending")).to_have_text("Sending…")
     webclient_server.start()

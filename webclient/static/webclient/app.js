@@ -468,6 +468,11 @@ const socket = {
 };
 function setConnection(s) {
   if (s === "offline" || s === "connecting") socket.live = false;
+  if (s === "offline" && state.presence.size) {
+    // Without a socket nothing says who comes or goes: show no presence rather than a stale one.
+    state.presence.clear(); state.presenceKey = null;
+    if (state.me) renderPresence();
+  }
   const node = $("connection");
   node.dataset.state = s;
   node.textContent = { live: "Live", connecting: "Connecting…", "catching-up": "Catching up…", offline: "Offline" }[s];
