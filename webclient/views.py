@@ -5,7 +5,8 @@ The reference web client's HTML shell at `/app/`. Everything else it needs is st
 The shell is never cached (`no-store`), so a deploy's new hashed asset names reach browsers at
 once. Its Content-Security-Policy is the site's, with one addition scoped to this page:
 `connect-src` names the WebSocket origin of the host it was served from explicitly, as not
-every browser lets `'self'` cover `ws:`/`wss:`.
+every browser lets `'self'` cover `ws:`/`wss:`; and `img-src` adds `blob:`, as attachments are
+fetched with the JWT and shown from object URLs (an `<img src>` cannot send the Authorization header).
 """
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -21,5 +22,6 @@ def shell(request):
     ws_scheme = "wss" if request.is_secure() else "ws"
     response["Content-Security-Policy"] = content_security_policy(
         connect_src=f"'self' {ws_scheme}://{request.get_host()}",
+        img_src="'self' data: blob:",
     )
     return response

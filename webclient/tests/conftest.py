@@ -47,6 +47,10 @@ def webclient_server(tmp_path_factory):
         # The production rates are per IP, and every browser here is 127.0.0.1.
         THROTTLE_LOGIN="1000/min", THROTTLE_REGISTER="1000/min", THROTTLE_ANON="10000/min",
         THROTTLE_USER="100000/min", THROTTLE_SEND="10000/min",
+        # Someone whose page closed is announced offline after a second, not the default ten.
+        PRESENCE_OFFLINE_GRACE="1",
+        DJANGO_MEDIA_ROOT=str(tmp / "media"),  # uploads stay out of the working tree
+        ATTACHMENTS_MAX_BYTES=str(1024 * 1024),  # so that a "too large" upload stays small
     )
     servers.migrate(env)
     result = subprocess.run(

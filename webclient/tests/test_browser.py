@@ -3,10 +3,15 @@ The web client in Chromium against a live server (webclient/tests/conftest.py): 
 ways with live delivery, typing and read markers; history scrolls back; a third person is added
 and sees the history; a reload and a server restart lose and duplicate nothing; a removed member's
 view stops updating; axe-core finds no serious or critical violation, on a desktop and a phone screen.
+Attachments go both ways as thumbnails and downloads, fetched with the JWT, and nobody outside the
+conversation can fetch them; presence dots follow a person's page opening and closing, and hiding.
 """
+import base64
+import io
 import json
 import re
 import time
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -192,8 +197,10 @@ def test_three_people_chat_live_through_reload_restart_and_removal(webclient_ser
 
     # The server restarts while Alice sends: her message waits, goes out once on reconnect; Carol's
     # message sent while Bob's socket is still down reaches him by resume.
+    expect(alice.locator("#conversation-presence")).to_have_text("2 online")
     webclient_server.stop()
     expect(alice.locator("#connection")).not_to_have_text("Live")
+    expect(alice.locator("#conversation-presence")).to_have_text("")  # no stale presence while offline
     send(alice, "Sent while the server was down")
     expect(message(alice, "Sent while the server was down").locator(".pending")).to_have_text("Sending…")
     webclient_server.start()
@@ -232,7 +239,12 @@ def test_three_people_chat_live_through_reload_restart_and_removal(webclient_ser
     expect(message(carol_page, "After Carol left")).to_have_count(1)
     expect(carol_page.locator("#composer")).to_be_visible()
 
-    # What the README shows, and the accessibility check of the chat view.
+    # What the README shows, and the accessibility check of the chat view: a picture among the messages.
+    paste(alice, "#composer", "plan.png", png(240, 150, (11, 92, 173)), event="drop")
+    expect(alice.locator("#upload-list .upload-done")).to_have_count(1)
+    send(alice, "The plan")
+    for page in (alice, bob_page):
+        expect(message(page, "The plan").locator("img")).to_have_attribute("src", re.compile("^blob:"))
     alice.locator("#composer-input").fill("")
     bob_page.locator("#composer-input").press_sequentially("Se")
     expect(alice.locator("#typing")).to_have_text("Bob Baker is typing…")
@@ -337,3 +349,176 @@ def test_phone_screen_keyboard_and_accessibility(webclient_server, browser):
         time.sleep(0.2)
     assert watched.problems == []
     context.close()
+
+
+def png(width, height, color):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def paste(page, selector, name, data, event="paste"):
+    """A paste (or a drop) of one file, as the browser makes it: a DataTransfer holding a File."""
+    page.locator(selector).evaluate("""(node, [name, bytes, event]) => {
+        const transfer = new DataTransfer();
+        const data = Uint8Array.from(atob(bytes), (c) => c.charCodeAt(0));
+        transfer.items.add(new File([data], name, { type: "image/png" }));
+        node.dispatchEvent(event === "paste"
+            ? new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true, cancelable: true })
+            : new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    }""", [name, base64.b64encode(data).decode(), event])
+
+
+def test_attachments_and_presence(webclient_server, browser):
+    started = time.monotonic()
+    frank = register(webclient_server, "Frank", "Fisher")
+    grace = register(webclient_server, "Grace", "Green")
+    mallory = register(webclient_server, "Mallory", "Moss")  # shares no conversation with them
+    _, conversation = servers.api(webclient_server, "POST", "/api/conversations/", {
+        "participants": [grace.user_id], "messages": [{"message_body": "Files coming"}],
+    }, token=frank.token, expect=201)
+    contexts = [browser.new_context(viewport={"width": 1100, "height": 720}) for _ in range(2)]
+    # Grace's page counts the object URLs it holds: each must be revoked once off the page.
+    contexts[1].add_init_script("""(() => {
+        const create = URL.createObjectURL.bind(URL), revoke = URL.revokeObjectURL.bind(URL);
+        window.liveBlobUrls = new Map();
+        URL.createObjectURL = (b) => { const u = create(b); window.liveBlobUrls.set(u, b.type); return u; };
+        URL.revokeObjectURL = (u) => { window.liveBlobUrls.delete(u); revoke(u); };
+    })()""")
+    frank_w, grace_w = (open_client(c, webclient_server, n) for c, n in zip(contexts, ("frank", "grace")))
+    frank_page, grace_page = frank_w.page, grace_w.page
+
+    # Grace waits in the conversation: Frank has never been online, so no dot; he connects: online.
+    log_in(grace_w, grace)
+    inbox_item(grace_page, "Frank Fisher").click()
+    expect(message(grace_page, "Files coming")).to_have_count(1)
+    frank_row = inbox_item(grace_page, "Frank Fisher")
+    expect(frank_row.locator(".dot")).to_have_count(0)
+    log_in(frank_w, frank)
+    expect(frank_row.locator(".dot.online")).to_have_count(1)
+    expect(frank_row).to_contain_text("Frank Fisher (online)")
+    expect(grace_page.locator("#conversation-presence")).to_have_text("Online")
+
+    # Frank attaches an image and a text file with the file picker; both upload with progress.
+    picture = png(64, 48, (200, 30, 30))
+    notes = b"Meeting notes\nline two <script>alert(1)</script>\n"
+    inbox_item(frank_page, "Grace Green").click()
+    with frank_page.expect_file_chooser() as chooser:
+        frank_page.get_by_role("button", name="Attach").click()
+    chooser.value.set_files([
+        {"name": "red.png", "mimeType": "image/png", "buffer": picture},
+        {"name": "notes.txt", "mimeType": "text/plain", "buffer": notes},
+    ])
+    expect(frank_page.locator("#upload-list li")).to_have_count(2)
+    expect(frank_page.locator("#upload-list .upload-done")).to_have_count(2)
+    # A type the server refuses: said in the list and the status region; it blocks the send until removed.
+    frank_page.set_input_files("#file-input", [
+        {"name": "tool.exe", "mimeType": "application/x-msdownload", "buffer": b"MZ\x90\x00not really"},
+    ])
+    expect(frank_page.locator("#upload-list .upload-error")).to_have_text(
+        "Not uploaded: this type of file is not allowed")
+    send(frank_page, "Here are the files")
+    expect(frank_page.locator("#status")).to_have_text("Remove the files that could not be uploaded first")
+    frank_page.get_by_role("button", name="Remove tool.exe").click()
+    send(frank_page, "Here are the files")
+    expect(frank_page.locator("#upload-list")).to_be_hidden()
+
+    # Grace sees the thumbnail live (a blob: URL of the JWT-fetched thumbnail), opens the full image,
+    # and downloads the text file: the same bytes.
+    received = message(grace_page, "Here are the files")
+    expect(received.locator("img")).to_have_attribute("src", re.compile("^blob:"))
+    received.locator("img").evaluate("img => img.decode()")
+    assert received.locator("img").evaluate("img => img.naturalWidth") == 64
+    received.get_by_role("button", name=re.compile("^Open image red.png")).click()
+    expect(grace_page.locator("#image-dialog")).to_be_visible()
+    expect(grace_page.locator("#image-full")).to_have_attribute("src", re.compile("^blob:"))
+    grace_page.locator("#image-full").evaluate("img => img.decode()")
+    assert grace_page.locator("#image-full").evaluate("img => [img.naturalWidth, img.naturalHeight]") == [64, 48]
+    grace_page.locator("#image-close").click()
+    expect(grace_page.locator("#image-dialog")).to_be_hidden()
+    with grace_page.expect_download() as download:
+        received.get_by_role("button", name=re.compile("^Download notes.txt")).click()
+    assert download.value.suggested_filename == "notes.txt"
+    assert Path(download.value.path()).read_bytes() == notes
+    expect(frank_row).to_contain_text("Frank: Here are the files [red.png, notes.txt]")
+
+    # Someone outside the conversation gets 404 for every attachment URL.
+    _, page = servers.api(webclient_server, "GET",
+                          f"/api/conversations/{conversation['conversation_id']}/messages/?search=files",
+                          token=grace.token, expect=200)
+    sent = [m for m in page["results"] if m["message_body"] == "Here are the files"][0]
+    assert sorted(a["file_name"] for a in sent["attachments"]) == ["notes.txt", "red.png"]
+    for a in sent["attachments"]:
+        for url in filter(None, (a["download_url"], a["thumbnail_url"])):
+            assert servers.call(webclient_server, "GET", url, token=grace.token).status == 200
+            assert servers.call(webclient_server, "GET", url, token=mallory.token).status == 404
+
+    # A message of attachments only, no text.
+    # Pasted into the message box: a file too large for the server (1 MiB here) and an image.
+    paste(frank_page, "#composer-input", "big.png", b"\x89PNG" + bytes(1024 * 1024 + 100))
+    expect(frank_page.locator("#upload-list .upload-error")).to_have_text("Not uploaded: the file is too large")
+    frank_page.get_by_role("button", name="Remove big.png").click()
+    # Its first upload fails as if offline: "Retry" uploads it again.
+    frank_page.route("**/api/attachments/", lambda route: route.abort())
+    paste(frank_page, "#composer-input", "blue.png", png(40, 40, (20, 40, 200)))
+    expect(frank_page.locator("#upload-list .upload-error")).to_have_text("Not uploaded: the server cannot be reached")
+    frank_page.unroute("**/api/attachments/")
+    frank_page.get_by_role("button", name="Retry blue.png").click()
+    expect(frank_page.locator("#upload-list .upload-done")).to_have_count(1)
+    # Its send fails as if offline: it waits in the outbox (the file named), then goes out once.
+
+    def offline_sends(route):
+        if route.request.method == "POST":
+            route.abort()
+        else:
+            route.continue_()
+
+    frank_page.route(re.compile(r"/api/conversations/[^/]+/messages/$"), offline_sends)
+    frank_page.press("#composer-input", "Enter")
+    pending = frank_page.locator("#message-list .message").filter(has=frank_page.locator(".pending"))
+    expect(pending).to_contain_text("blue.png")
+    frank_page.unroute(re.compile(r"/api/conversations/[^/]+/messages/$"))
+    expect(frank_page.locator("#message-list .pending")).to_have_count(0)
+    expect(grace_page.locator("#message-list img")).to_have_count(2)
+    expect(grace_page.locator("#message-list img").last).to_have_attribute("src", re.compile("^blob:"))
+    expect(frank_page.locator("#message-list img")).to_have_count(2)
+    grace_page.locator("#message-list .message").last.get_by_role("button", name=re.compile("^Reply")).click()
+    expect(grace_page.locator("#composer-context")).to_contain_text("Replying to Frank Fisher: [blue.png]")
+    grace_page.press("#composer-input", "Escape")
+    assert serious_violations(grace_page) == []
+
+    # Frank hides his presence: his dot goes from Grace's page; shown again, it comes back.
+    frank_page.get_by_role("button", name="Settings").click()
+    toggle = frank_page.get_by_label("Show when I'm online")
+    expect(toggle).to_be_checked()
+    assert serious_violations(frank_page) == []
+    toggle.uncheck()
+    expect(frank_row.locator(".dot")).to_have_count(0)
+    expect(grace_page.locator("#conversation-presence")).to_have_text("")
+    _, me = servers.api(webclient_server, "GET", "/api/users/me/", token=frank.token, expect=200)
+    assert me["presence_visible"] is False
+    toggle.check()
+    expect(frank_row.locator(".dot.online")).to_have_count(1)
+    frank_page.get_by_role("button", name="Close").click()
+
+    # Frank closes his page: after the grace period (1 s here) Grace sees him offline, last seen now.
+    frank_page.close()
+    expect(frank_row.locator(".dot.offline")).to_have_count(1)
+    expect(frank_row).to_contain_text("Frank Fisher (offline)")
+    expect(grace_page.locator("#conversation-presence")).to_have_text("last seen just now")
+
+    # Grace logs out: the thumbnails leave the page and their object URLs are revoked (a download's
+    # goes 10 s after it started).
+    images = "() => [...window.liveBlobUrls.values()].filter((type) => type.startsWith('image/')).length"
+    assert grace_page.evaluate(images) == 2
+    grace_page.get_by_role("button", name="Log out").click()
+    expect(grace_page.locator("#login-form")).to_be_visible()
+    expect(grace_page.locator("#message-list li")).to_have_count(0)
+    grace_page.wait_for_function(f"() => ({images})() === 0")
+
+    assert frank_w.problems + grace_w.problems == []
+    for context in contexts:
+        context.close()
+    assert time.monotonic() - started < 60

@@ -1,5 +1,5 @@
 """The web client's HTML shell at /app/: served by the app, linked from the landing page, never cached,
-under the site's Content-Security-Policy with only the WebSocket origin added (and only here)."""
+under the site's Content-Security-Policy with only the WebSocket origin and blob: images added (and only here)."""
 import re
 
 from django.contrib.staticfiles import finders
@@ -14,8 +14,11 @@ def test_the_shell_is_served_uncached_with_its_own_connect_src(client):
     assert "no-store" in response["Cache-Control"]
     csp = response["Content-Security-Policy"]
     assert "connect-src 'self' ws://testserver;" in csp
+    # Attachments are shown from object URLs of blobs fetched with the JWT: blob: images, here only.
+    assert "img-src 'self' data: blob:;" in csp
     # Everything else is the site's policy: no inline script, nothing from another host.
-    assert csp.replace(" ws://testserver", "") == PAGES_CONTENT_SECURITY_POLICY
+    assert csp.replace(" ws://testserver", "").replace(" blob:", "") == PAGES_CONTENT_SECURITY_POLICY
+    assert "blob:" not in PAGES_CONTENT_SECURITY_POLICY
     html = response.content.decode()
     assert '<script type="module" src="/static/webclient/app.js"></script>' in html
     assert not re.search(r"<script(?![^>]*\bsrc=)", html), "inline script would be blocked by the CSP"

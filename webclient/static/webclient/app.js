@@ -21,7 +21,10 @@ const state = {
   current: null,                 // open conversation_id
   removed: new Set(),            // conversations we were removed from while open
   lastEventId: null,
-  outbox: [],                    // [{client_id, conversation, message_body, parent_message, sent_at, error?}]
+  outbox: [],                    // [{client_id, conversation, message_body, parent_message, attachments, sent_at, error?}]
+  uploads: [],                   // composer: [{key, file, progress, attachment?, error?}] (uploaded before a send is queued)
+  presence: new Map(),           // user_id -> {online, last_seen_at}, from `presence` frames
+  presenceKey: null,             // the user_ids last subscribed to, joined
   typing: new Map(),             // conversation_id -> Map(user_id -> {name, until})
   replyTo: null, editing: null,  // message objects
   lastTypingSent: new Map(),
@@ -62,6 +65,18 @@ function errorText(body, fallback) {
 }
 function jwtExp(token) {
   try { return JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).exp * 1000; } catch { return 0; }
+}
+
+// A message as one line of text: its body, then its files' names (plain text, no emoji: not every
+// system font has a paperclip).
+function textOf(m) {
+  const files = (m.attachments || []).map((a) => a.file_name).join(", ");
+  return `${m.message_body || ""}${m.message_body && files ? " " : ""}${files ? `[${files}]` : ""}`;
+}
+function sizeText(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(n < 10240 ? 1 : 0)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
 }
 
 // ---------------------------------------------------------------- REST with JWT refresh
@@ -118,6 +133,189 @@ async function api(method, path, body, { auth = true, retried = false } = {}) {
   return data;
 }
 
+// Attachment URLs need the Authorization header, which <img src> cannot send: fetch them as blobs
+// and show object URLs (allowed by the /app/ page's `img-src blob:`), revoked once off the page.
+async function fetchBlob(path, retried = false) {
+  let res;
+  try {
+    res = await fetch(path, { headers: { Authorization: `Bearer ${await freshAccess()}` } });
+  } catch { throw new NetworkError("offline"); }
+  if (res.status === 401 && !retried) { await refreshTokens(); return fetchBlob(path, true); }
+  if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
+  return res.blob();
+}
+function revokeBlobsIn(node) {
+  if (node.nodeType !== 1) return;
+  for (const img of [node, ...node.querySelectorAll("img")]) {
+    if (img.tagName === "IMG" && img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+  }
+}
+// Messages leave the DOM in many ways (re-render, another conversation, log out): revoke their
+// thumbnails' object URLs then. A node only moved within the list is still connected: kept.
+new MutationObserver((records) => {
+  for (const r of records) for (const node of r.removedNodes) if (!node.isConnected) revokeBlobsIn(node);
+}).observe(document.getElementById("message-list"), { childList: true });
+
+// One upload with XMLHttpRequest (fetch cannot report upload progress); resolves to the attachment.
+function uploadOnce(item, token, onProgress) {
+  const { file } = item;
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    item.xhr = xhr; // removing the file from the composer aborts its upload
+    xhr.onabort = () => reject(new NetworkError("aborted"));
+    xhr.open("POST", "/api/attachments/");
+    xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); };
+    xhr.onerror = () => reject(new NetworkError("offline"));
+    xhr.onload = () => {
+      let body = null;
+      try { body = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
+      if (xhr.status === 201) resolve(body);
+      else if (xhr.status >= 500) reject(new NetworkError(`server ${xhr.status}`));
+      else reject(new ApiError(xhr.status, body));
+    };
+    const form = new FormData();
+    form.append("file", file, file.name || "pasted-image.png");
+    xhr.send(form);
+  });
+}
+function uploadErrorText(err) {
+  const code = err.body && Array.isArray(err.body.errors) && err.body.errors[0] && err.body.errors[0].code;
+  if (err instanceof NetworkError) return "the server cannot be reached";
+  if (err.status === 413 || code === "file_too_large" || code === "request_too_large") return "the file is too large";
+  return {
+    unsupported_type: "this type of file is not allowed", quota_exceeded: "your storage quota is full",
+    image_too_large: "the image is too large", invalid_image: "the image is damaged", empty: "the file is empty",
+  }[code] || err.message;
+}
+// One upload at a time, in the order chosen: the server lists a message's attachments in upload
+// order, and a big file does not hold several bodies in the server's memory at once.
+let uploadChain = Promise.resolve();
+function uploadFiles(files) {
+  for (const file of files) {
+    const item = { key: uuid(), file, progress: 0, attachment: null, error: null, retryable: false };
+    state.uploads.push(item);
+    queueUpload(item);
+  }
+  renderUploads();
+}
+function queueUpload(item) {
+  const name = item.file.name || "image";
+  // Progress moves the bar in place: re-rendering the list would take the focus off its buttons.
+  const onProgress = (p) => {
+    item.progress = p;
+    const bar = $("upload-list").querySelector(`[data-key="${item.key}"] progress`);
+    if (bar) bar.value = Math.round(p * 100);
+  };
+  uploadChain = uploadChain.then(async () => {
+    if (!state.uploads.includes(item)) return; // removed before its turn
+    announce(`Uploading ${name}…`);
+    try {
+      try {
+        item.attachment = await uploadOnce(item, await freshAccess(), onProgress);
+      } catch (err) {
+        if (!(err instanceof ApiError && err.status === 401)) throw err;
+        await refreshTokens();
+        item.attachment = await uploadOnce(item, state.access, onProgress);
+      }
+      announce(`${item.attachment.file_name} uploaded`);
+    } catch (err) {
+      if (!state.uploads.includes(item)) return; // removed (and aborted) meanwhile
+      item.error = uploadErrorText(err);
+      item.retryable = err instanceof NetworkError;
+      announce(`Could not upload ${name}: ${item.error}`);
+    }
+    renderUploads();
+  });
+}
+function retryUpload(key) {
+  const item = state.uploads.find((u) => u.key === key);
+  if (!item) return;
+  Object.assign(item, { error: null, retryable: false, progress: 0 });
+  renderUploads();
+  queueUpload(item);
+  $("composer-input").focus();
+}
+function removeUpload(key) {
+  const item = state.uploads.find((u) => u.key === key);
+  if (item && item.xhr && !item.attachment) item.xhr.abort();
+  state.uploads = state.uploads.filter((u) => u.key !== key);
+  renderUploads();
+  $("composer-input").focus();
+}
+function renderUploads() {
+  const list = $("upload-list");
+  list.hidden = state.uploads.length === 0;
+  list.replaceChildren(...state.uploads.map((u) => {
+    const name = u.file.name || "pasted image";
+    const li = el("li", { class: `upload${u.error ? " failed" : ""}`, "data-key": u.key },
+      el("span", { class: "upload-name", text: `${name} (${sizeText(u.file.size)})` }));
+    if (u.error) li.append(el("span", { class: "upload-error", text: `Not uploaded: ${u.error}` }));
+    else if (!u.attachment) li.append(el("progress", { max: "100", value: String(Math.round(u.progress * 100)), "aria-label": `Uploading ${name}` }));
+    else li.append(el("span", { class: "upload-done", text: "Ready" }));
+    if (u.retryable) li.append(el("button", { type: "button", class: "link", "aria-label": `Retry ${name}`, text: "Retry", onclick: () => retryUpload(u.key) }));
+    li.append(el("button", { type: "button", class: "link", "aria-label": `Remove ${name}`, text: "Remove", onclick: () => removeUpload(u.key) }));
+    return li;
+  }));
+}
+function attachmentsNode(m) {
+  const list = el("ul", { class: "attachments", "aria-label": "Attachments" });
+  for (const a of m.attachments) {
+    const size = sizeText(a.size);
+    if (a.thumbnail_url && m.message_id) {
+      // Its size is known before it loads: no distortion, and the timeline does not jump.
+      const scale = Math.min(1, 160 / (a.width || 160), 160 / (a.height || 160));
+      const img = el("img", {
+        alt: a.file_name, width: String(Math.round((a.width || 160) * scale)), height: String(Math.round((a.height || 160) * scale)),
+      });
+      // Set only while on the page: the observer below the helpers revokes it when it leaves.
+      fetchBlob(a.thumbnail_url).then((blob) => { if (img.isConnected) img.src = URL.createObjectURL(blob); })
+        .catch(() => { img.alt = `${a.file_name} (not available)`; });
+      list.append(el("li", {}, el("button", {
+        type: "button", class: "thumb", "aria-label": `Open image ${a.file_name} (${size})`, onclick: () => openImage(a),
+      }, img)));
+    } else if (m.message_id) {
+      list.append(el("li", {}, el("button", {
+        type: "button", class: "file", "aria-label": `Download ${a.file_name} (${size})`, onclick: () => downloadAttachment(a),
+      }, el("span", { class: "file-name", text: a.file_name }), el("span", { class: "file-size", text: size }))));
+    } else {
+      list.append(el("li", { class: "file", text: `${a.file_name} (${size})` }));
+    }
+  }
+  return list;
+}
+function saveBlob(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const a = el("a", { href: url, download: name, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+async function downloadAttachment(a) {
+  try { saveBlob(await fetchBlob(a.download_url), a.file_name); } catch (err) { announce(`Could not download ${a.file_name}: ${err.message}`); }
+}
+async function openImage(a) {
+  const dialog = $("image-dialog");
+  const img = $("image-full");
+  $("image-dialog-title").textContent = a.file_name;
+  img.alt = a.file_name;
+  try {
+    const blob = await fetchBlob(a.download_url);
+    if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+    img.src = URL.createObjectURL(blob);
+    $("image-download").onclick = () => saveBlob(blob, a.file_name);
+    if (!dialog.open) dialog.showModal();
+  } catch (err) { announce(`Could not open ${a.file_name}: ${err.message}`); }
+}
+function closeImage() {
+  const img = $("image-full");
+  $("image-dialog").close();
+  if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+  img.removeAttribute("src");
+}
+
 // ---------------------------------------------------------------- log in, register, log out
 async function login(email, password) {
   const res = await fetch("/api/token/", {
@@ -142,7 +340,12 @@ function logout(tellServer = true, message = "") {
     }).catch(() => {});
   }
   socket.stop();
-  Object.assign(state, { access: null, refresh: null, me: null, current: null, lastEventId: null, outbox: [] });
+  Object.assign(state, { access: null, refresh: null, me: null, current: null, lastEventId: null, outbox: [], uploads: [] });
+  state.presence.clear(); state.presenceKey = null;
+  renderUploads();
+  // Nothing of the session stays in the page (its thumbnails' object URLs are revoked as they go).
+  $("message-list").replaceChildren(); $("conversation-list").replaceChildren();
+  if ($("image-dialog").open) $("image-dialog").close();
   state.conversations.clear(); state.timelines.clear(); state.removed.clear();
   store.clear();
   $("chat-view").hidden = true;
@@ -245,13 +448,17 @@ const socket = {
       setConnection("catching-up");
     } else if (f.type === "resumed") {
       setConnection("live");
+      syncPresence(true);
       flushOutbox();
     } else if (f.type === "error" && f.code === "cursor_expired") {
       // Away longer than events are kept: reload over REST, then go on from where the stream stands.
       state.lastEventId = f.last_event_id;
-      reloadEverything().then(() => { setConnection("live"); flushOutbox(); });
+      reloadEverything().then(() => { setConnection("live"); syncPresence(true); flushOutbox(); });
     } else if (f.type === "typing") {
       showTyping(f.conversation_id, f.user);
+    } else if (f.type === "presence") {
+      state.presence.set(f.user_id, { online: f.online, last_seen_at: f.last_seen_at });
+      renderPresence();
     } else if (f.event_id !== undefined) {
       if (state.lastEventId !== null && f.event_id <= state.lastEventId) return; // already applied
       applyEvent(f);
@@ -261,6 +468,11 @@ const socket = {
 };
 function setConnection(s) {
   if (s === "offline" || s === "connecting") socket.live = false;
+  if (s === "offline" && state.presence.size) {
+    // Without a socket nothing says who comes or goes: show no presence rather than a stale one.
+    state.presence.clear(); state.presenceKey = null;
+    if (state.me) renderPresence();
+  }
   const node = $("connection");
   node.dataset.state = s;
   node.textContent = { live: "Live", connecting: "Connecting…", "catching-up": "Catching up…", offline: "Offline" }[s];
@@ -340,6 +552,79 @@ async function fetchConversation(id) {
   try { upsertConversation(await api("GET", `/api/conversations/${id}/`)); renderInbox(); } catch { /* gone or offline */ }
 }
 
+// ---------------------------------------------------------------- presence
+// Presence comes only for people we subscribe to: the others in the open conversation first, then
+// those of the inbox's rows, newest first, at most 100; the list is resent whenever it changes.
+function presenceWanted() {
+  const ids = [];
+  const add = (c) => {
+    for (const p of (c ? c.participants : [])) {
+      if (p.user_id !== state.me.user_id && !ids.includes(p.user_id) && ids.length < 100) ids.push(p.user_id);
+    }
+  };
+  add(state.conversations.get(state.current));
+  const convs = [...state.conversations.values()].sort((a, b) => (a.last_activity_at < b.last_activity_at ? 1 : -1));
+  for (const c of convs) add(c);
+  return ids;
+}
+function syncPresence(fresh = false) {
+  if (!state.me || !socket.live) return;
+  const ids = presenceWanted();
+  const key = ids.slice().sort().join(",");
+  if (fresh) state.presence.clear(); // a new socket's subscription answers for everyone visible
+  else if (key === state.presenceKey) return;
+  state.presenceKey = key;
+  socket.send({ type: "presence.subscribe", user_ids: ids });
+  if (fresh) renderPresence();
+}
+function presenceOf(userId) {
+  const p = state.presence.get(userId);
+  // Offline and never seen: nothing to show (also what someone who hides their presence looks like).
+  return p && (p.online || p.last_seen_at) ? p : null;
+}
+function lastSeenText(iso) {
+  const then = new Date(iso);
+  const minutes = Math.floor((Date.now() - then) / 60000);
+  if (minutes < 1) return "last seen just now";
+  if (minutes < 60) return `last seen ${minutes} min ago`;
+  const sameDay = then.toDateString() === new Date().toDateString();
+  return sameDay ? `last seen today at ${timeOf(iso)}` : `last seen ${then.toLocaleDateString()} at ${timeOf(iso)}`;
+}
+// A dot before the name, and its text alternative after it ("Frank Fisher (online)").
+function presenceDot(userId) {
+  const p = presenceOf(userId);
+  return p ? el("span", { class: `dot ${p.online ? "online" : "offline"}`, "aria-hidden": "true" }) : null;
+}
+function presenceLabel(userId) {
+  const p = presenceOf(userId);
+  return p ? el("span", { class: "visually-hidden", text: p.online ? " (online)" : " (offline)" }) : null;
+}
+function directPartner(c) {
+  const others = c ? c.participants.filter((p) => p.user_id !== state.me.user_id) : [];
+  return others.length === 1 ? others[0] : null;
+}
+function renderPresence() {
+  renderInbox();
+  renderPresenceHeader();
+  if ($("members-dialog").open) renderMembers();
+}
+function renderPresenceHeader() {
+  const conv = state.current && state.conversations.get(state.current);
+  const node = $("conversation-presence");
+  let text = "";
+  if (conv) {
+    const partner = directPartner(conv);
+    if (partner) {
+      const p = presenceOf(partner.user_id);
+      text = p ? (p.online ? "Online" : lastSeenText(p.last_seen_at)) : "";
+    } else {
+      const online = conv.participants.filter((x) => x.user_id !== state.me.user_id && presenceOf(x.user_id)?.online).length;
+      text = online ? `${online} online` : "";
+    }
+  }
+  if (node.textContent !== text) node.textContent = text;
+}
+
 // ---------------------------------------------------------------- typing
 function showTyping(id, user) {
   if (!state.typing.has(id)) state.typing.set(id, new Map());
@@ -367,10 +652,10 @@ function sendTyping() {
 
 // ---------------------------------------------------------------- sending: optimistic, idempotent retries
 function saveOutbox() { store.setItem("webclient.outbox", JSON.stringify(state.outbox)); }
-function queueSend(conversation, body, parent) {
+function queueSend(conversation, body, parent, attachments = []) {
   state.outbox.push({
     client_id: uuid(), conversation, message_body: body, parent_message: parent ? parent.message_id : null,
-    sent_at: new Date().toISOString(),
+    attachments, sent_at: new Date().toISOString(),
   });
   saveOutbox();
   renderConversation({ stickToBottom: true });
@@ -394,6 +679,7 @@ async function flushOutbox() {
         const m = await api("POST", `/api/conversations/${item.conversation}/messages/`, {
           message_body: item.message_body, client_id: item.client_id,
           ...(item.parent_message ? { parent_message: item.parent_message } : {}),
+          ...(item.attachments && item.attachments.length ? { attachments: item.attachments.map((a) => a.attachment_id) } : {}),
         });
         settleOutbox(m);
         const t = state.timelines.get(m.conversation);
@@ -449,7 +735,7 @@ function preview(c) {
   const m = c.last_message;
   if (!m) return "No messages yet";
   const who = m.sender.user_id === state.me.user_id ? "You" : m.sender.first_name;
-  return m.is_deleted ? `${who}: message deleted` : `${who}: ${m.message_body}`;
+  return m.is_deleted ? `${who}: message deleted` : `${who}: ${textOf(m)}`;
 }
 function renderInbox() {
   const list = $("conversation-list");
@@ -460,7 +746,9 @@ function renderInbox() {
   for (const c of convs) {
     const name = conversationName(c);
     const unread = c.unread_count || 0;
-    const sig = JSON.stringify([name, preview(c), unread, c.conversation_id === state.current]);
+    const partner = directPartner(c);
+    const seen = partner ? presenceOf(partner.user_id) : null;
+    const sig = JSON.stringify([name, preview(c), unread, c.conversation_id === state.current, seen && seen.online]);
     let li = keep.get(c.conversation_id);
     keep.delete(c.conversation_id);
     if (!li) { li = el("li"); li.dataset.id = c.conversation_id; }
@@ -470,7 +758,8 @@ function renderInbox() {
         type: "button", class: "conversation-item", "aria-current": c.conversation_id === state.current ? "true" : null,
         onclick: () => openConversation(c.conversation_id),
       },
-      el("span", { class: "conv-name", text: name }),
+      el("span", { class: "conv-name" }, partner ? presenceDot(partner.user_id) : null, name,
+        partner ? presenceLabel(partner.user_id) : null),
       unread ? el("span", { class: "badge" }, String(unread), el("span", { class: "visually-hidden", text: " unread" })) : null,
       el("span", { class: "conv-preview", text: preview(c) }));
       const hadFocus = li.contains(document.activeElement);
@@ -481,6 +770,7 @@ function renderInbox() {
     index += 1;
   }
   for (const li of keep.values()) li.remove();
+  syncPresence();
   const total = convs.reduce((n, c) => n + (c.unread_count || 0), 0);
   document.title = `${total ? `(${total}) ` : ""}messaging_app – chat`;
 }
@@ -524,10 +814,14 @@ function messageNode(m, byId) {
   li.append(meta);
   if (m.parent_message) {
     const parent = byId.get(m.parent_message);
-    const quote = parent ? `${fullName(parent.sender)}: ${parent.is_deleted ? "message deleted" : parent.message_body}` : "an earlier message";
+    const quote = parent ? `${fullName(parent.sender)}: ${parent.is_deleted ? "message deleted" : textOf(parent)}` : "an earlier message";
     li.append(el("div", { class: "quote", text: `Reply to ${quote}` }));
   }
-  li.append(el("div", { class: "body", text: m.is_deleted ? "This message was deleted." : m.message_body }));
+  const files = !m.is_deleted && m.attachments && m.attachments.length ? m.attachments : null;
+  if (m.is_deleted || m.message_body || !files) {
+    li.append(el("div", { class: "body", text: m.is_deleted ? "This message was deleted." : m.message_body }));
+  }
+  if (files) li.append(attachmentsNode(m));
   if (!m.is_deleted && !m.pending && !state.removed.has(state.current)) {
     const label = (verb) => `${verb} message from ${mine ? "you" : fullName(m.sender)} at ${timeOf(m.sent_at)}`;
     const actions = el("div", { class: "actions" },
@@ -553,12 +847,14 @@ function renderConversation({ stickToBottom = false, keepFromBottom = null } = {
   if (removed) $("conversation-notice").textContent = "You are no longer a member of this conversation: it no longer updates.";
   if (!conv && !removed) {
     $("conversation-title").textContent = "No conversation open";
+    $("conversation-presence").textContent = "";
     $("message-list").replaceChildren();
     $("load-older").hidden = true;
     renderTyping();
     return;
   }
   if (conv) $("conversation-title").textContent = conversationName(conv);
+  renderPresenceHeader();
   const t = timeline(id);
   $("load-older").hidden = !(t.loaded && t.hasOlder) || Boolean(removed);
   const list = $("message-list");
@@ -574,6 +870,7 @@ function renderConversation({ stickToBottom = false, keepFromBottom = null } = {
   for (const m of messages) {
     const key = m.message_id || `pending:${m.client_id}`;
     const sig = JSON.stringify([m.message_body, m.edited_at, m.is_deleted, m.error, Boolean(removed),
+      (m.attachments || []).map((a) => a.attachment_id),
       m.parent_message && t.byId.get(m.parent_message)?.message_body]);
     let li = keep.get(key);
     keep.delete(key);
@@ -612,7 +909,7 @@ function renderComposerContext() {
   box.hidden = !m;
   if (!m) return;
   $("composer-context-text").textContent = state.editing
-    ? "Editing your message" : `Replying to ${fullName(m.sender)}: ${m.message_body}`;
+    ? "Editing your message" : `Replying to ${fullName(m.sender)}: ${textOf(m)}`;
 }
 function startReply(m) { state.editing = null; state.replyTo = m; renderComposerContext(); $("composer-input").focus(); }
 function startEdit(m) {
@@ -645,8 +942,9 @@ async function submitComposer(e) {
   const input = $("composer-input");
   const text = input.value.trim();
   const id = state.current;
-  if (!text || !id || state.removed.has(id)) return;
+  if (!id || state.removed.has(id)) return;
   if (state.editing) {
+    if (!text) return;
     const m = state.editing;
     try {
       const updated = await api("PATCH", `/api/messages/${m.message_id}/`, { message_body: text });
@@ -657,11 +955,18 @@ async function submitComposer(e) {
     } catch (err) { announce(`Could not edit: ${err.message}`); }
     return;
   }
+  // An upload must be finished before its send is queued: the outbox only holds attachment ids.
+  if (state.uploads.some((u) => !u.attachment && !u.error)) { announce("Wait for the uploads to finish"); return; }
+  if (state.uploads.some((u) => u.error)) { announce("Remove the files that could not be uploaded first"); return; }
+  const attachments = state.uploads.map((u) => u.attachment);
+  if (!text && !attachments.length) return;
   const parent = state.replyTo;
   input.value = "";
   state.replyTo = null;
+  state.uploads = [];
+  renderUploads();
   renderComposerContext();
-  queueSend(id, text, parent);
+  queueSend(id, text, parent, attachments);
 }
 
 // ---------------------------------------------------------------- people: new conversation, members
@@ -714,7 +1019,8 @@ function renderMembers() {
   if (!conv) { if ($("members-dialog").open) $("members-dialog").close(); return; }
   const creator = conv.created_by && conv.created_by.user_id === state.me.user_id;
   $("members-list").replaceChildren(...conv.participants.map((p) => el("li", {},
-    el("span", { text: p.user_id === state.me.user_id ? `${fullName(p)} (you)` : fullName(p) }),
+    p.user_id === state.me.user_id ? el("span", { text: `${fullName(p)} (you)` })
+      : el("span", {}, presenceDot(p.user_id), fullName(p), presenceLabel(p.user_id)),
     creator && p.user_id !== state.me.user_id
       ? el("button", { type: "button", class: "danger", "aria-label": `Remove ${fullName(p)}`, text: "Remove", onclick: () => removeMember(p) })
       : null)));
@@ -748,6 +1054,27 @@ async function leaveConversation() {
     closeConversation();
     announce("You left the conversation");
   } catch (err) { $("members-error").textContent = err.message; }
+}
+
+// ---------------------------------------------------------------- settings
+function openSettings() {
+  $("settings-error").textContent = "";
+  $("presence-visible").checked = Boolean(state.me && state.me.presence_visible);
+  $("settings-dialog").showModal();
+}
+async function savePresenceVisible() {
+  const box = $("presence-visible");
+  const wanted = box.checked;
+  box.disabled = true;
+  $("settings-error").textContent = "";
+  try {
+    const me = await api("PATCH", "/api/users/me/", { presence_visible: wanted });
+    state.me = { ...state.me, ...me };
+    announce(me.presence_visible ? "Others can see when you are online" : "Your presence is hidden");
+  } catch (err) {
+    box.checked = !wanted;
+    $("settings-error").textContent = `Not saved: ${err.message}`;
+  } finally { box.disabled = false; }
 }
 
 // ---------------------------------------------------------------- wiring
@@ -797,6 +1124,30 @@ function wire() {
     if (e.key === "Escape") cancelContext();
   });
   $("composer-input").addEventListener("input", sendTyping);
+  $("attach-button").addEventListener("click", () => $("file-input").click());
+  $("file-input").addEventListener("change", (e) => { uploadFiles([...e.target.files]); e.target.value = ""; });
+  $("composer-input").addEventListener("paste", (e) => {
+    const files = [...(e.clipboardData?.files || [])].filter((f) => f.type.startsWith("image/"));
+    if (files.length) { e.preventDefault(); uploadFiles(files); }
+  });
+  $("composer").addEventListener("dragover", (e) => {
+    if ([...(e.dataTransfer?.types || [])].includes("Files")) { e.preventDefault(); $("composer").classList.add("dropping"); }
+  });
+  $("composer").addEventListener("dragleave", () => $("composer").classList.remove("dropping"));
+  $("composer").addEventListener("drop", (e) => {
+    $("composer").classList.remove("dropping");
+    const files = [...(e.dataTransfer?.files || [])];
+    if (files.length) { e.preventDefault(); uploadFiles(files); }
+  });
+  $("image-close").addEventListener("click", closeImage);
+  $("image-dialog").addEventListener("close", () => {
+    const img = $("image-full");
+    if (img.src.startsWith("blob:")) { URL.revokeObjectURL(img.src); img.removeAttribute("src"); }
+  });
+  $("settings-button").addEventListener("click", openSettings);
+  $("settings-close").addEventListener("click", () => $("settings-dialog").close());
+  $("presence-visible").addEventListener("change", savePresenceVisible);
+  setInterval(renderPresenceHeader, 30000); // "last seen 3 min ago" ages
   document.addEventListener("visibilitychange", markSeen);
   window.addEventListener("focus", markSeen);
   window.addEventListener("online", () => { if (socket.wanted && !socket.ws) socket.connect(); flushOutbox(); });
