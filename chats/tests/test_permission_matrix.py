@@ -37,6 +37,8 @@ from chats import services
 from chats.models import Conversation, ConversationMembership, Message, User
 from chats.tests.factories import PASSWORD, UserFactory, make_conversation, send
 from chats.tests.utils import assert_error
+from notifications import services as webhook_services
+from notifications.models import Webhook
 
 pytestmark = pytest.mark.django_db
 
@@ -67,6 +69,7 @@ class World:
     elsewhere: Message  # the owner's message in another conversation (owner + dave)
     attachment: Attachment | None = None  # an image the owner sent with `message`
     draft: Attachment | None = None  # an image the owner uploaded and has not sent
+    webhook: Webhook | None = None  # the owner's webhook: theirs alone to see and manage
     tokens: dict = field(default_factory=dict)
 
     def user(self, actor: str) -> User | None:
@@ -89,6 +92,7 @@ class World:
             "newcomer": str(self.newcomer.pk),
             "attachment": str(self.attachment.pk),
             "draft": str(self.draft.pk),
+            "webhook": str(self.webhook.pk),
         }
 
     def private_strings(self) -> set[str]:
@@ -101,6 +105,7 @@ class World:
             | {str(u.pk) for u in members}
             | {str(self.conversation.pk), str(self.message.pk), str(self.reply.pk)}
             | {str(self.attachment.pk), str(self.draft.pk), "secret-plans.png"}
+            | {str(self.webhook.pk), self.webhook.url, self.webhook.secret}
         )
 
     def client(self, actor: str) -> APIClient:
@@ -134,8 +139,10 @@ def world(db):
     Message.objects.filter(pk=message.pk).update(has_attachments=True)
     draft = attachment_services.attachment_create(uploader=owner, upload=png_upload("draft.png"))
     message.refresh_from_db()
+    webhook = webhook_services.webhook_create(owner=owner, url="https://hooks.example.com/olive-private")
     return World(
-        owner, participant, third, outsider, admin, newcomer, conversation, message, reply, elsewhere, attachment, draft
+        owner, participant, third, outsider, admin, newcomer, conversation, message, reply, elsewhere, attachment, draft,
+        webhook=webhook,
     )
 
 
@@ -314,6 +321,12 @@ MATRIX = [
         per_actor(401, 404, 404, 200, 404),
         note="(an upload not sent yet: its uploader only)",
     ),
+    # --- Webhooks: their owner's alone (anyone else: 404, as for an unknown id)
+    Row("GET", "/api/webhooks/", AUTHENTICATED, check="my_webhooks"),
+    Row("POST", "/api/webhooks/", per_actor(401, 201, 201, 201, 201), data={"url": "https://hooks.example.com/new"}),
+    Row("GET", "/api/webhooks/{webhook}/", per_actor(401, 404, 404, 200, 404)),
+    Row("GET", "/api/webhooks/{webhook}/deliveries/", per_actor(401, 404, 404, 200, 404)),
+    Row("DELETE", "/api/webhooks/{webhook}/", per_actor(401, 404, 404, 204, 404)),
 ]
 
 CELLS = [pytest.param(row, actor, id=f"{row.label()} as {actor}") for row in MATRIX for actor in ACTORS]
@@ -368,6 +381,7 @@ NAMED_CHECKS = {
     "people_i_share_a_conversation_with": {"outsider": 0, "admin": 0, "participant": 2, "owner": 3},
     "my_conversations": {"outsider": 0, "admin": 0, "participant": 1, "owner": 2},
     "my_messages": {"outsider": 0, "admin": 0, "participant": 2, "owner": 3},
+    "my_webhooks": {"outsider": 0, "admin": 0, "participant": 0, "owner": 1},
 }
 
 
@@ -384,7 +398,7 @@ def test_permission_matrix(world, row, actor):
         assert_error(response, expected)
         assert_nothing_private(world, response, sent=path + repr(data))
         if actor in ("outsider", "admin", "anonymous") and path.startswith(
-            ("/api/conversations/", "/api/messages/", "/api/attachments/")
+            ("/api/conversations/", "/api/messages/", "/api/attachments/", "/api/webhooks/")
         ):
             # Someone else's ids get exactly the answer random ids get.
             again = call(world, actor, row.method, randomise(path, world), randomise(data, world))
@@ -512,6 +526,7 @@ def _matrix_template(route: str) -> str:
         "me": "user_id",
         "attachment": "attachment_id",
         "draft": "attachment_id",
+        "webhook": "webhook_id",
     }
     return re.sub(r"\{(\w+)\}", lambda m: "{" + names.get(m.group(1), m.group(1)) + "}", route)
 
