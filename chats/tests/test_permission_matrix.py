@@ -141,8 +141,8 @@ def world(db):
     message.refresh_from_db()
     webhook = webhook_services.webhook_create(owner=owner, url="https://hooks.example.com/olive-private")
     return World(
-        owner, participant, third, outsider, admin, newcomer, conversation, message, reply, elsewhere, attachment, draft,
-        webhook=webhook,
+        owner, participant, third, outsider, admin, newcomer, conversation, message, reply, elsewhere,
+        attachment, draft, webhook=webhook,
     )
 
 

@@ -212,8 +212,9 @@ def test_registration_refuses_urls_that_are_not_public_https(alice, client_for, 
     assert not Webhook.objects.exists()
 
 
-def test_send_time_check_refuses_a_name_that_resolves_to_a_private_address(alice, bob, receiver, settings,
-                                                                          monkeypatch):
+def test_send_time_check_refuses_a_name_that_resolves_to_a_private_address(
+    alice, bob, receiver, settings, monkeypatch
+):
     """A public-looking name passes registration; at send time it resolves to loopback: refused, nothing sent."""
     settings.WEBHOOKS_ALLOW_HTTP = True
     settings.WEBHOOKS_ALLOW_PRIVATE = False
