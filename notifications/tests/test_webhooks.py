@@ -319,3 +319,22 @@ def test_frames_are_exactly_the_stream_frames(alice, bob, receiver, local_webhoo
     assert receiver.frames() == stream.after(alice.pk, 0, 100)
     assert json.loads(receiver.requests[0]["body"]) == receiver.frames()[0]
     assert time.time() - int(receiver.requests[0]["headers"]["X-Messaging-Signature"][2:12]) < 60
+
+
+# --- Queries -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("count", [1, 15])
+def test_the_lists_cost_a_fixed_number_of_queries(alice, bob, client_for, receiver, local_webhooks,
+                                                  django_assert_num_queries, count):
+    webhook = services.webhook_create(owner=alice, url=receiver.url)
+    for n in range(min(count, 10) - 1):  # up to WEBHOOKS_MAX_PER_USER in the list
+        services.webhook_create(owner=alice, url=f"https://h{n}.example.com/")
+    conversation = make_conversation(alice, bob)
+    for n in range(count - 1):
+        send(conversation, bob, f"m{n}")
+    deliver(webhook)
+    client = client_for(alice)
+    with django_assert_num_queries(2):  # the page and its count (authentication is forced)
+        assert client.get("/api/webhooks/").status_code == 200
+    with django_assert_num_queries(3):  # the webhook, the page, its count
+        page = client.get(f"/api/webhooks/{webhook.pk}/deliveries/").json()
+    assert page["count"] == count
