@@ -66,6 +66,8 @@ INSTALLED_APPS = [
     "attachments",
     # Background work (Celery tasks) and outgoing webhooks (notifications/, docs/webhooks.md).
     "notifications",
+    # Personal access tokens for bots and scripts (bots/: `Authorization: Token <token>`).
+    "bots",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -336,8 +338,10 @@ REST_FRAMEWORK = {
         "chats.tokens.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
+        # Personal access tokens (bots/): `Authorization: Token <token>`, within the token's scopes.
+        "bots.authentication.PersonalAccessTokenAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "bots.permissions.TokenScopes"],
     # DRF's two, JSON encoded in C (messaging_app/renderers.py: the same bytes).
     "DEFAULT_RENDERER_CLASSES": [
         "messaging_app.renderers.JSONRenderer",
@@ -525,6 +529,8 @@ WEBHOOKS_DISABLE_AFTER_FAILURES = env.int("WEBHOOKS_DISABLE_AFTER_FAILURES", def
 # A worker delivering a webhook's events holds it this many seconds (renewed per event): another
 # worker takes over when one dies mid-delivery.
 WEBHOOKS_LEASE_SECONDS = env.float("WEBHOOKS_LEASE_SECONDS", default=60.0)
+# Personal access tokens one user may hold.
+ACCESS_TOKENS_MAX_PER_USER = env.int("ACCESS_TOKENS_MAX_PER_USER", default=20)
 # Webhooks one user may register.
 WEBHOOKS_MAX_PER_USER = env.int("WEBHOOKS_MAX_PER_USER", default=10)
 

@@ -17,6 +17,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/attachments/", include("attachments.urls")),
     path("api/webhooks/", include("notifications.urls")),
+    path("api/tokens/", include("bots.urls")),
     path("api/", include("chats.urls")),
     path("api/token/", TokenObtainView.as_view(), name="token_obtain_pair"),
     path("api/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),

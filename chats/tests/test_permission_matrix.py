@@ -37,6 +37,8 @@ from chats import services
 from chats.models import Conversation, ConversationMembership, Message, User
 from chats.tests.factories import PASSWORD, UserFactory, make_conversation, send
 from chats.tests.utils import assert_error
+from bots import services as access_token_services
+from bots.models import PersonalAccessToken
 from notifications import services as webhook_services
 from notifications.models import Webhook
 
@@ -70,6 +72,7 @@ class World:
     attachment: Attachment | None = None  # an image the owner sent with `message`
     draft: Attachment | None = None  # an image the owner uploaded and has not sent
     webhook: Webhook | None = None  # the owner's webhook: theirs alone to see and manage
+    access_token: PersonalAccessToken | None = None  # the owner's personal access token: theirs alone to revoke
     tokens: dict = field(default_factory=dict)
 
     def user(self, actor: str) -> User | None:
@@ -93,6 +96,7 @@ class World:
             "attachment": str(self.attachment.pk),
             "draft": str(self.draft.pk),
             "webhook": str(self.webhook.pk),
+            "access_token": str(self.access_token.pk),
         }
 
     def private_strings(self) -> set[str]:
@@ -106,6 +110,7 @@ class World:
             | {str(self.conversation.pk), str(self.message.pk), str(self.reply.pk)}
             | {str(self.attachment.pk), str(self.draft.pk), "secret-plans.png"}
             | {str(self.webhook.pk), self.webhook.url, self.webhook.secret}
+            | {str(self.access_token.pk), self.access_token.prefix}
         )
 
     def client(self, actor: str) -> APIClient:
@@ -140,9 +145,10 @@ def world(db):
     draft = attachment_services.attachment_create(uploader=owner, upload=png_upload("draft.png"))
     message.refresh_from_db()
     webhook = webhook_services.webhook_create(owner=owner, url="https://hooks.example.com/olive-private")
+    access_token, _ = access_token_services.access_token_create(user=owner, name="olive-bot", scopes=["read"])
     return World(
         owner, participant, third, outsider, admin, newcomer, conversation, message, reply, elsewhere,
-        attachment, draft, webhook=webhook,
+        attachment, draft, webhook=webhook, access_token=access_token,
     )
 
 
@@ -327,6 +333,10 @@ MATRIX = [
     Row("GET", "/api/webhooks/{webhook}/", per_actor(401, 404, 404, 200, 404)),
     Row("GET", "/api/webhooks/{webhook}/deliveries/", per_actor(401, 404, 404, 200, 404)),
     Row("DELETE", "/api/webhooks/{webhook}/", per_actor(401, 404, 404, 204, 404)),
+    # --- Personal access tokens: their owner's alone
+    Row("GET", "/api/tokens/", AUTHENTICATED, check="my_access_tokens"),
+    Row("POST", "/api/tokens/", per_actor(401, 201, 201, 201, 201), data={"name": "bot", "scopes": ["read"]}),
+    Row("DELETE", "/api/tokens/{access_token}/", per_actor(401, 404, 404, 204, 404)),
 ]
 
 CELLS = [pytest.param(row, actor, id=f"{row.label()} as {actor}") for row in MATRIX for actor in ACTORS]
@@ -382,6 +392,7 @@ NAMED_CHECKS = {
     "my_conversations": {"outsider": 0, "admin": 0, "participant": 1, "owner": 2},
     "my_messages": {"outsider": 0, "admin": 0, "participant": 2, "owner": 3},
     "my_webhooks": {"outsider": 0, "admin": 0, "participant": 0, "owner": 1},
+    "my_access_tokens": {"outsider": 0, "admin": 0, "participant": 0, "owner": 1},
 }
 
 
@@ -398,7 +409,7 @@ def test_permission_matrix(world, row, actor):
         assert_error(response, expected)
         assert_nothing_private(world, response, sent=path + repr(data))
         if actor in ("outsider", "admin", "anonymous") and path.startswith(
-            ("/api/conversations/", "/api/messages/", "/api/attachments/", "/api/webhooks/")
+            ("/api/conversations/", "/api/messages/", "/api/attachments/", "/api/webhooks/", "/api/tokens/")
         ):
             # Someone else's ids get exactly the answer random ids get.
             again = call(world, actor, row.method, randomise(path, world), randomise(data, world))
@@ -527,6 +538,7 @@ def _matrix_template(route: str) -> str:
         "attachment": "attachment_id",
         "draft": "attachment_id",
         "webhook": "webhook_id",
+        "access_token": "token_id",
     }
     return re.sub(r"\{(\w+)\}", lambda m: "{" + names.get(m.group(1), m.group(1)) + "}", route)
 
