@@ -30,11 +30,11 @@ class AddressRefused(Exception):
 
 @dataclass
 class Outcome:
+    """One attempt: ok for a 2xx answer. Every failure (4xx included: the receiver may be fixed) is retried."""
+
     ok: bool
     response_code: int | None = None
     error: str = ""
-    # A 4xx other than 408/429 will not change on retry, but is retried like the rest: the
-    # receiver may be fixed. Refused addresses are not retried sooner than any other failure.
 
 
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
