@@ -33,6 +33,9 @@ def webhook_deliver(self, webhook_id: str) -> int:
         # the webhook is backing off does nothing: the failed run's retry is already scheduled,
         # and acks_late keeps it through a worker's death.)
         raise self.retry(countdown=max((run.retry_at - timezone.now()).total_seconds(), 0.0))
+    if run.backing_off and self.request.retries:
+        # This is the failed run's retry, come a little early (another worker's clock): wait again.
+        raise self.retry(countdown=_seconds_until(run.retry_at))
     if run.busy_until is not None and cache.add(f"webhooks:takeover:{webhook_id}", 1, _seconds_until(run.busy_until)):
         # Another run holds the webhook; if its worker died, one check takes over once its lease has passed.
         self.apply_async((webhook_id,), countdown=_seconds_until(run.busy_until) + 1)
