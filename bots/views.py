@@ -1,6 +1,6 @@
 """Thin views of personal access tokens (services for writes, selectors for reads; others' tokens: 404)."""
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
@@ -34,6 +34,9 @@ class AccessTokenListView(GenericAPIView):
         ),
         request=AccessTokenCreateSerializer,
         responses={201: AccessTokenCreatedSerializer},
+        examples=[OpenApiExample(
+            "A bot that reads and sends", request_only=True, value={"name": "My bot", "scopes": ["read", "send"]},
+        )],
     )
     def post(self, request):
         serializer = AccessTokenCreateSerializer(data=request.data)

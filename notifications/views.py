@@ -3,7 +3,7 @@ Thin views of webhooks: writes go to notifications.services, reads through
 notifications.selectors (another user's webhook is answered 404, exactly as an unknown id).
 """
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
@@ -52,6 +52,11 @@ class WebhookListView(GenericAPIView):
         ),
         request=WebhookCreateSerializer,
         responses={201: WebhookCreatedSerializer},
+        examples=[OpenApiExample(
+            "Your endpoint", request_only=True,
+            value={"url": "https://hooks.example.com/messaging", "description": "My bot"},
+            description="Replace the URL with your endpoint's (https, a public address).",
+        )],
     )
     def post(self, request):
         serializer = WebhookCreateSerializer(data=request.data)

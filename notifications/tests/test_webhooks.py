@@ -338,3 +338,11 @@ def test_the_lists_cost_a_fixed_number_of_queries(alice, bob, client_for, receiv
     with django_assert_num_queries(3):  # the webhook, the page, its count
         page = client.get(f"/api/webhooks/{webhook.pk}/deliveries/").json()
     assert page["count"] == count
+
+
+def test_with_webhooks_a_commit_costs_one_query_whatever_its_recipients(alice, bob, carol, django_assert_num_queries):
+    services.webhook_create(owner=alice, url="https://hooks.example.com/a")
+    services.webhook_create(owner=bob, url="https://hooks.example.com/b")
+    services.any_active_webhooks()
+    with django_assert_num_queries(1):  # the recipients' active webhooks (their tasks go after commit)
+        services.webhooks_notify(recipients={alice.pk, bob.pk, carol.pk})
