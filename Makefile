@@ -7,7 +7,10 @@ PORT ?= 8000
 # Development defaults; production sets these itself (see README, "Configuration").
 export DJANGO_DEBUG ?= 1
 
-.PHONY: bench run serve test test-browser test-integration install install-dev sysdeps migrate lint lock schema seed listen superuser clean
+# Processes of the background worker (Celery): make worker WORKER_CONCURRENCY=4
+WORKER_CONCURRENCY ?= 2
+
+.PHONY: bench run serve worker test test-browser test-integration install install-dev sysdeps migrate lint lock schema seed listen superuser clean
 
 run: install migrate ## Serve the API and WebSockets on http://127.0.0.1:$(PORT)/ (ASGI)
 	@echo "==> Serving on http://127.0.0.1:$(PORT)/ (Ctrl-C to stop)"
@@ -17,6 +20,15 @@ run: install migrate ## Serve the API and WebSockets on http://127.0.0.1:$(PORT)
 # repository (scripts/serve.sh: GUNICORN_BIND for another interface, DJANGO_SECRET_KEY for your own key).
 serve: install migrate ## Production-like: DEBUG off, collectstatic, gunicorn + uvicorn workers on 127.0.0.1:$(PORT)
 	PORT=$(PORT) PY=$(PY) bash scripts/serve.sh
+
+# Needs a broker: CELERY_BROKER_URL (redis://... or amqp://...) or REDIS_URL. Without one, `make run`
+# runs tasks in-process after commit and no worker is needed. Ctrl-C (SIGTERM) finishes the task under way.
+worker: install migrate ## The background worker (webhook deliveries): CELERY_BROKER_URL or REDIS_URL must be set
+	@if [ -z "$${CELERY_BROKER_URL}$${REDIS_URL}" ]; then \
+	  echo "make worker: set CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/1 or amqp://guest:guest@127.0.0.1:5672//) or REDIS_URL." >&2; \
+	  echo "Without a broker, tasks run in-process after commit: \`make run\` needs no worker." >&2; exit 2; \
+	fi
+	$(PY) -m celery -A messaging_app worker --loglevel=INFO --concurrency=$(WORKER_CONCURRENCY)
 
 test: install-dev ## Run the whole test suite (SQLite unless DATABASE_URL says otherwise)
 	$(PY) -m pytest $(PYTEST_ARGS)

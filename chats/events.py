@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from uuid import UUID
 
 from django.db import transaction
+from django.dispatch import Signal
 from rest_framework.renderers import JSONRenderer
 
 from chats import delivery, stream
@@ -48,6 +49,10 @@ def as_plain_json(data) -> dict:
 # Nothing is announced that did not commit, and nothing commits without its events.
 
 _collecting = threading.local()
+
+# Sent after each commit that recorded events, with `recipients` (a set of user ids): what other
+# channels hang on (notifications/: the recipients' webhooks get a delivery task).
+events_committed = Signal()
 
 
 def atomic(service):
@@ -91,6 +96,8 @@ def _record(intents: list) -> None:
         # robust: a channel layer outage is logged, never turned into a failed request; the
         # stream has the events, and sockets catch up from it.
         transaction.on_commit(lambda: deliver(numbered), robust=True)
+        recipients = {user_id for _frame, event_ids in numbered for user_id in event_ids}
+        transaction.on_commit(lambda: events_committed.send(sender=None, recipients=recipients), robust=True)
 
 
 def deliver(numbered: list[tuple[dict, dict[UUID, int]]]) -> None:

@@ -345,7 +345,7 @@ MARK_READ_EXAMPLES = [
 # --- Security schemes and servers ---------------------------------------------------------
 # drf-spectacular lists components by name, so `basicAuth` and `cookieAuth` came before
 # `jwtAuth`, and Swagger UI's Authorize dialog shows them in that order.
-SECURITY_SCHEME_ORDER = ["jwtAuth", "basicAuth", "cookieAuth"]
+SECURITY_SCHEME_ORDER = ["jwtAuth", "tokenAuth", "basicAuth", "cookieAuth"]
 SECURITY_SCHEME_DESCRIPTIONS = {
     "jwtAuth": "The `access` token of `POST /api/token/`, without the word Bearer.",
     "basicAuth": "Your email and password (for scripts; use HTTPS).",

@@ -64,6 +64,10 @@ INSTALLED_APPS = [
     "chats",
     # Files and images sent with messages (attachments/: upload, download, thumbnails, limits).
     "attachments",
+    # Background work (Celery tasks) and outgoing webhooks (notifications/, docs/webhooks.md).
+    "notifications",
+    # Personal access tokens for bots and scripts (bots/: `Authorization: Token <token>`).
+    "bots",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -334,8 +338,10 @@ REST_FRAMEWORK = {
         "chats.tokens.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
+        # Personal access tokens (bots/): `Authorization: Token <token>`, within the token's scopes.
+        "bots.authentication.PersonalAccessTokenAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "bots.permissions.TokenScopes"],
     # DRF's two, JSON encoded in C (messaging_app/renderers.py: the same bytes).
     "DEFAULT_RENDERER_CLASSES": [
         "messaging_app.renderers.JSONRenderer",
@@ -488,6 +494,48 @@ WS_AUTH_TIMEOUT = env.float("WS_AUTH_TIMEOUT", default=5.0)
 WS_MAX_SOCKETS_PER_USER = env.int("WS_MAX_SOCKETS_PER_USER", default=20)
 if WS_MAX_SOCKETS_PER_USER < 1:
     raise ImproperlyConfigured("WS_MAX_SOCKETS_PER_USER must be at least 1.")
+
+# --- Background worker (Celery) and outgoing webhooks (notifications/, docs/webhooks.md) ----
+# CELERY_BROKER_URL: redis://127.0.0.1:6379/1 or amqp://guest:guest@127.0.0.1:5672// (RabbitMQ);
+# unset, REDIS_URL is the broker. With neither (`make run`), tasks run in-process right after the
+# commit that scheduled them (task_always_eager): no worker to start.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+# Results are not kept (tasks write what they did to the database); tests may set a backend.
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
+CELERY_TASK_IGNORE_RESULT = CELERY_RESULT_BACKEND is None
+# A task is acknowledged when it has finished, not when it is taken: a worker killed mid-task
+# (or a pod stopped) leaves it to be delivered again. One task taken at a time per process, so
+# a stopping worker holds nothing it has not started.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="messaging")
+# Redis redelivers a task taken by a worker that died (never acknowledged) after this many seconds.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Where webhooks may deliver. Production: public addresses over https only (every address the
+# host resolves to is checked at send time). Development (DEBUG) and tests may allow more.
+WEBHOOKS_ALLOW_PRIVATE = env.bool("WEBHOOKS_ALLOW_PRIVATE", default=DEBUG)
+WEBHOOKS_ALLOW_HTTP = env.bool("WEBHOOKS_ALLOW_HTTP", default=DEBUG)
+# Seconds to connect and to answer; a slower receiver counts as a failed attempt.
+WEBHOOKS_TIMEOUT = env.float("WEBHOOKS_TIMEOUT", default=10.0)
+# Retries: WEBHOOKS_RETRY_BASE_SECONDS * 2**(failures-1), at most WEBHOOKS_RETRY_MAX_SECONDS apart.
+WEBHOOKS_RETRY_BASE_SECONDS = env.float("WEBHOOKS_RETRY_BASE_SECONDS", default=10.0)
+WEBHOOKS_RETRY_MAX_SECONDS = env.float("WEBHOOKS_RETRY_MAX_SECONDS", default=3600.0)
+# A webhook is disabled after this many failed attempts in a row (30: about a day of retries).
+WEBHOOKS_DISABLE_AFTER_FAILURES = env.int("WEBHOOKS_DISABLE_AFTER_FAILURES", default=30)
+# A worker delivering a webhook's events holds it this many seconds (renewed per event): another
+# worker takes over when one dies mid-delivery.
+WEBHOOKS_LEASE_SECONDS = env.float("WEBHOOKS_LEASE_SECONDS", default=60.0)
+# Personal access tokens one user may hold.
+ACCESS_TOKENS_MAX_PER_USER = env.int("ACCESS_TOKENS_MAX_PER_USER", default=20)
+# Webhooks one user may register.
+WEBHOOKS_MAX_PER_USER = env.int("WEBHOOKS_MAX_PER_USER", default=10)
 
 # --- CORS ----------------------------------------------------------------------
 # Comma-separated origins allowed to call the API from a browser, e.g.

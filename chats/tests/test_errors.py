@@ -157,14 +157,29 @@ def test_message_detail_allows_no_put_and_patch_cannot_move_it(alice, carol, con
     assert message.message_body == "edited"
 
 
-@pytest.mark.parametrize("method", ["put", "patch", "delete"])
-def test_me_allows_no_update_or_delete(alice, client_for, method):
-    """The own-account endpoint is read-only: the role cannot be changed through it."""
+@pytest.mark.parametrize("method", ["put", "delete"])
+def test_me_allows_no_replace_or_delete(alice, client_for, method):
+    """The own account cannot be replaced or deleted through the API: the role cannot be changed through it."""
     response = getattr(client_for(alice), method)("/api/users/me/", {"role": "admin"}, format="json")
 
     assert_error(response, 405, code="method_not_allowed")
     alice.refresh_from_db()
     assert alice.role == "guest"
+
+
+def test_me_patch_changes_only_settings(alice, client_for):
+    """PATCH takes presence_visible and ignores everything else: the role stays."""
+    response = client_for(alice).patch("/api/users/me/", {"role": "admin", "presence_visible": False}, format="json")
+
+    assert response.status_code == 200 and response.json()["role"] == "guest"
+    alice.refresh_from_db()
+    assert (alice.role, alice.presence_visible) == ("guest", False)
+
+
+def test_me_patch_with_a_bad_value_is_a_400(alice, client_for):
+    response = client_for(alice).patch("/api/users/me/", {"presence_visible": "sometimes"}, format="json")
+
+    assert_error(response, 400, code="invalid", attr="presence_visible")
 
 
 # --- Malformed ids ----------------------------------------------------------------------

@@ -19,6 +19,7 @@ from chats.tests.test_properties import PROPERTY_SETTINGS
 from chats.tests.utils import assert_error
 from messaging_app.asgi import application
 from messaging_app.parsers import nested_deeper_than
+from notifications.services import webhook_create
 
 DEEP_BODIES = {
     "1000-nested-lists": "[" * 1000 + "]" * 1000,
@@ -133,11 +134,12 @@ def test_no_page_value_is_a_500_on_any_list(client_for, alice, bob):
     """Not a page: 404 "Invalid page." as DRF answers; page 1 in any digits that int() reads is still a page."""
     conversation = make_conversation(alice, bob, messages=("hello",))
     message = conversation.messages.get()
+    webhook = webhook_create(owner=alice, url="https://hooks.example.com/pages")
     client = client_for(alice)
     paths = paginated_list_paths()
     assert len(paths) >= 6 and "/api/messages/" in paths
     for template in paths:
-        path = template.format(conversation_id=conversation.pk, message_id=message.pk)
+        path = template.format(conversation_id=conversation.pk, message_id=message.pk, webhook_id=webhook.pk)
         for page in WEIRD_PAGES:
             response = client.get(path, {"page": page})
             assert response.status_code in (200, 404), (path, page[:20], response.status_code)

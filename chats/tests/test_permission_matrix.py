@@ -37,6 +37,10 @@ from chats import services
 from chats.models import Conversation, ConversationMembership, Message, User
 from chats.tests.factories import PASSWORD, UserFactory, make_conversation, send
 from chats.tests.utils import assert_error
+from bots import services as access_token_services
+from bots.models import PersonalAccessToken
+from notifications import services as webhook_services
+from notifications.models import Webhook
 
 pytestmark = pytest.mark.django_db
 
@@ -67,6 +71,8 @@ class World:
     elsewhere: Message  # the owner's message in another conversation (owner + dave)
     attachment: Attachment | None = None  # an image the owner sent with `message`
     draft: Attachment | None = None  # an image the owner uploaded and has not sent
+    webhook: Webhook | None = None  # the owner's webhook: theirs alone to see and manage
+    access_token: PersonalAccessToken | None = None  # the owner's personal access token: theirs alone to revoke
     tokens: dict = field(default_factory=dict)
 
     def user(self, actor: str) -> User | None:
@@ -89,6 +95,8 @@ class World:
             "newcomer": str(self.newcomer.pk),
             "attachment": str(self.attachment.pk),
             "draft": str(self.draft.pk),
+            "webhook": str(self.webhook.pk),
+            "access_token": str(self.access_token.pk),
         }
 
     def private_strings(self) -> set[str]:
@@ -101,6 +109,8 @@ class World:
             | {str(u.pk) for u in members}
             | {str(self.conversation.pk), str(self.message.pk), str(self.reply.pk)}
             | {str(self.attachment.pk), str(self.draft.pk), "secret-plans.png"}
+            | {str(self.webhook.pk), self.webhook.url, self.webhook.secret}
+            | {str(self.access_token.pk), self.access_token.prefix}
         )
 
     def client(self, actor: str) -> APIClient:
@@ -134,8 +144,11 @@ def world(db):
     Message.objects.filter(pk=message.pk).update(has_attachments=True)
     draft = attachment_services.attachment_create(uploader=owner, upload=png_upload("draft.png"))
     message.refresh_from_db()
+    webhook = webhook_services.webhook_create(owner=owner, url="https://hooks.example.com/olive-private")
+    access_token, _ = access_token_services.access_token_create(user=owner, name="olive-bot", scopes=["read"])
     return World(
-        owner, participant, third, outsider, admin, newcomer, conversation, message, reply, elsewhere, attachment, draft
+        owner, participant, third, outsider, admin, newcomer, conversation, message, reply, elsewhere,
+        attachment, draft, webhook=webhook, access_token=access_token,
     )
 
 
@@ -337,6 +350,16 @@ MATRIX = [
         per_actor(401, 404, 404, 200, 404),
         note="(an upload not sent yet: its uploader only)",
     ),
+    # --- Webhooks: their owner's alone (anyone else: 404, as for an unknown id)
+    Row("GET", "/api/webhooks/", AUTHENTICATED, check="my_webhooks"),
+    Row("POST", "/api/webhooks/", per_actor(401, 201, 201, 201, 201), data={"url": "https://hooks.example.com/new"}),
+    Row("GET", "/api/webhooks/{webhook}/", per_actor(401, 404, 404, 200, 404)),
+    Row("GET", "/api/webhooks/{webhook}/deliveries/", per_actor(401, 404, 404, 200, 404)),
+    Row("DELETE", "/api/webhooks/{webhook}/", per_actor(401, 404, 404, 204, 404)),
+    # --- Personal access tokens: their owner's alone
+    Row("GET", "/api/tokens/", AUTHENTICATED, check="my_access_tokens"),
+    Row("POST", "/api/tokens/", per_actor(401, 201, 201, 201, 201), data={"name": "bot", "scopes": ["read"]}),
+    Row("DELETE", "/api/tokens/{access_token}/", per_actor(401, 404, 404, 204, 404)),
 ]
 
 CELLS = [pytest.param(row, actor, id=f"{row.label()} as {actor}") for row in MATRIX for actor in ACTORS]
@@ -391,6 +414,8 @@ NAMED_CHECKS = {
     "people_i_share_a_conversation_with": {"outsider": 0, "admin": 0, "participant": 2, "owner": 3},
     "my_conversations": {"outsider": 0, "admin": 0, "participant": 1, "owner": 2},
     "my_messages": {"outsider": 0, "admin": 0, "participant": 2, "owner": 3},
+    "my_webhooks": {"outsider": 0, "admin": 0, "participant": 0, "owner": 1},
+    "my_access_tokens": {"outsider": 0, "admin": 0, "participant": 0, "owner": 1},
 }
 
 
@@ -407,7 +432,7 @@ def test_permission_matrix(world, row, actor):
         assert_error(response, expected)
         assert_nothing_private(world, response, sent=path + repr(data))
         if actor in ("outsider", "admin", "anonymous") and path.startswith(
-            ("/api/conversations/", "/api/messages/", "/api/attachments/")
+            ("/api/conversations/", "/api/messages/", "/api/attachments/", "/api/webhooks/", "/api/tokens/")
         ):
             # Someone else's ids get exactly the answer random ids get.
             again = call(world, actor, row.method, randomise(path, world), randomise(data, world))
@@ -535,6 +560,8 @@ def _matrix_template(route: str) -> str:
         "me": "user_id",
         "attachment": "attachment_id",
         "draft": "attachment_id",
+        "webhook": "webhook_id",
+        "access_token": "token_id",
     }
     route = route.split("?", 1)[0]  # a query string is the request's, not the route's
     return re.sub(r"\{(\w+)\}", lambda m: "{" + names.get(m.group(1), m.group(1)) + "}", route)

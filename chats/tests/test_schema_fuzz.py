@@ -47,6 +47,7 @@ from schemathesis.specs.openapi.checks import (
 from chats import services
 from chats.tests.factories import PASSWORD, UserFactory, make_conversation, send
 from messaging_app.wsgi import application
+from notifications import services as webhook_services
 
 # All five apply to every operation: none is excluded.
 CHECKS = [
@@ -96,6 +97,7 @@ SEED_KINDS = {
     "created_before": "date",
     "sent_after": "date",
     "sent_before": "date",
+    "webhook_id": "webhook",
 }
 
 # Instants that an offset pushes past the ends of the calendar, extreme offsets, ordinary ones.
@@ -205,6 +207,9 @@ def world(db, real_wsgi):
     send(created, other, "theirs", parent_message_id=mine.pk)
     send(joined, fuzzer, "mine too")
     conversations = (created, joined, foreign)
+    # The fuzzer's webhook (delivered to nowhere: no event reaches it in a test transaction) and someone else's.
+    webhooks = [webhook_services.webhook_create(owner=owner, url=f"https://hooks.example.com/{owner.pk}")
+                for owner in (fuzzer, other)]
     SEEDED.clear()
     SEEDED.update(
         conversation=[str(c.pk) for c in conversations],
@@ -214,6 +219,7 @@ def world(db, real_wsgi):
         password=[PASSWORD],
         refresh=[str(RefreshToken.for_user(fuzzer)) for _ in range(3)],
         date=EDGE_DATES,
+        webhook=[str(w.pk) for w in webhooks],
     )
     expired = AccessToken.for_user(fuzzer)
     expired.set_exp(lifetime=-timedelta(minutes=1))
