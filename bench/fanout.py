@@ -56,46 +56,62 @@ def setup(sizes: list[int]) -> dict[int, tuple[str, list[str]]]:
     return made
 
 
-async def measure_one(server: str, conversation: str, tokens: list[str], sends: int, rate: float,
-                      timeout: float = 10.0) -> dict:
-    url = urlparse(server)
-    ws_url = f"ws://{url.netloc}/ws/"
-    sent_at: dict[str, float] = {}  # client_id -> when its POST started
-    delays: list[float] = []
-    received: dict[int, dict[str, int]] = {}  # socket -> client_id -> times received
-    gaps = 0
+class Deliveries:
+    """What the sockets of a run received of the messages it sent (by client_id): delays, duplicates, gaps."""
 
-    async def open_socket(token: str):
-        ws = await connect(ws_url, open_timeout=30, max_queue=None)
-        await ws.send(json.dumps({"type": "auth", "token": token}))
-        reply = json.loads(await asyncio.wait_for(ws.recv(), 30))
-        if reply.get("type") != "auth.ok":
-            raise RuntimeError(f"WebSocket authentication failed: {reply}")
-        await ws.send(json.dumps({"type": "ping"}))  # live events from now (no resume)
-        return ws, reply["last_event_id"]
+    def __init__(self) -> None:
+        self.sent_at: dict[str, float] = {}  # client_id -> when its POST started
+        self.delays: list[float] = []  # first receipt on each socket, from the start of the send
+        self.received: dict[int, dict[str, int]] = {}  # socket -> client_id -> times received
+        self.gaps = 0  # event ids that did not follow the previous one on their socket
 
-    async def reader(number: int, ws, position: int) -> None:
-        nonlocal gaps
-        counts = received[number] = {}
+    async def read(self, number: int, ws, position: int) -> None:
+        counts = self.received[number] = {}
         async for raw in ws:
             frame = json.loads(raw)
             event_id = frame.get("event_id")
             if event_id is None:
                 continue
             if event_id != position + 1:
-                gaps += 1
+                self.gaps += 1
             position = max(position, event_id)
             if frame.get("type") == "message.created":
                 client_id = frame["message"].get("client_id")
-                if client_id in sent_at:
+                if client_id in self.sent_at:
                     counts[client_id] = counts.get(client_id, 0) + 1
                     if counts[client_id] == 1:
-                        delays.append(time.perf_counter() - sent_at[client_id])
+                        self.delays.append(time.perf_counter() - self.sent_at[client_id])
 
+    def duplicated(self) -> int:
+        return sum(count - 1 for counts in self.received.values() for count in counts.values() if count > 1)
+
+
+async def open_socket(ws_url: str, token: str):
+    """An authenticated socket with live events flowing (a ping, no resume), and its position."""
+    ws = await connect(ws_url, open_timeout=60, max_queue=None, ping_interval=None)
+    await ws.send(json.dumps({"type": "auth", "token": token}))
+    reply = json.loads(await asyncio.wait_for(ws.recv(), 60))
+    if reply.get("type") != "auth.ok":
+        raise RuntimeError(f"WebSocket authentication failed: {reply}")
+    await ws.send(json.dumps({"type": "ping"}))
+    return ws, reply["last_event_id"]
+
+
+async def open_many(ws_url: str, tokens: list[str], burst: int = 50) -> list:
+    """Sockets for these tokens, authenticating `burst` at a time."""
     sockets = []
-    for start in range(0, len(tokens), 50):  # authenticate in bursts of 50
-        sockets += await asyncio.gather(*(open_socket(t) for t in tokens[start:start + 50]))
-    readers = [asyncio.create_task(reader(i, ws, position)) for i, (ws, position) in enumerate(sockets)]
+    for start in range(0, len(tokens), burst):
+        sockets += await asyncio.gather(*(open_socket(ws_url, t) for t in tokens[start:start + burst]))
+    return sockets
+
+
+async def measure_one(server: str, conversation: str, tokens: list[str], sends: int, rate: float,
+                      timeout: float = 10.0) -> dict:
+    url = urlparse(server)
+    ws_url = f"ws://{url.netloc}/ws/"
+    seen = Deliveries()
+    sockets = await open_many(ws_url, tokens)
+    readers = [asyncio.create_task(seen.read(i, ws, position)) for i, (ws, position) in enumerate(sockets)]
 
     http_conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
     path = f"/api/conversations/{conversation}/messages/"
@@ -112,32 +128,38 @@ async def measure_one(server: str, conversation: str, tokens: list[str], sends: 
     for n in range(sends):
         await asyncio.sleep(max(0.0, started + n / rate - time.perf_counter()))
         client_id = str(uuid.uuid4())
-        sent_at[client_id] = t0 = time.perf_counter()
+        seen.sent_at[client_id] = t0 = time.perf_counter()
         status = await asyncio.to_thread(post, json.dumps({"message_body": f"fan-out {n}", "client_id": client_id}))
         send_times.append(time.perf_counter() - t0)
         if status != 201:
             failed += 1
     expected = len(sockets) * (sends - failed)
     deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline and len(delays) < expected:
+    while time.perf_counter() < deadline and len(seen.delays) < expected:
         await asyncio.sleep(0.1)
     await asyncio.sleep(0.5)  # late duplicates
     for task in readers:
         task.cancel()
     await asyncio.gather(*(ws.close() for ws, _ in sockets), return_exceptions=True)
     http_conn.close()
-    duplicated = sum(count - 1 for counts in received.values() for count in counts.values() if count > 1)
     return {
         "participants": len(tokens),
         "sends": sends,
         "failed_sends": failed,
         "send_p50_ms": round(1000 * statistics.median(send_times), 1),
         "send_p99_ms": round(1000 * percentile(send_times, 99), 1),
+        **summary(seen, expected),
+    }
+
+
+def summary(seen: Deliveries, expected: int) -> dict:
+    delays = seen.delays
+    return {
         "delivered": len(delays),
         "expected": expected,
         "lost": expected - len(delays),
-        "duplicated": duplicated,
-        "gaps": gaps,
+        "duplicated": seen.duplicated(),
+        "gaps": seen.gaps,
         "delivery_p50_ms": round(1000 * statistics.median(delays), 1) if delays else None,
         "delivery_p99_ms": round(1000 * percentile(delays, 99), 1) if delays else None,
     }

@@ -11,32 +11,13 @@ Many sockets at once (issue 14's targets), against bench.run's server:
 """
 import asyncio
 import json
-import statistics
 import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
-from websockets.asyncio.client import connect
 
-from bench.fanout import percentile, setup
-
-
-async def _open(ws_url: str, token: str):
-    ws = await connect(ws_url, open_timeout=60, max_queue=None, ping_interval=None)
-    await ws.send(json.dumps({"type": "auth", "token": token}))
-    reply = json.loads(await asyncio.wait_for(ws.recv(), 60))
-    if reply.get("type") != "auth.ok":
-        raise RuntimeError(f"WebSocket authentication failed: {reply}")
-    await ws.send(json.dumps({"type": "ping"}))  # live events from now (no resume)
-    return ws, reply["last_event_id"]
-
-
-async def _open_many(ws_url: str, tokens: list[str], burst: int = 100) -> list:
-    sockets = []
-    for start in range(0, len(tokens), burst):
-        sockets += await asyncio.gather(*(_open(ws_url, t) for t in tokens[start:start + burst]))
-    return sockets
+from bench.fanout import Deliveries, open_many, setup, summary
 
 
 def _poster(server: str):
@@ -83,31 +64,9 @@ async def load(server: str, conversations: list[tuple[str, list[str]]], rate: fl
                timeout: float = 10.0) -> dict:
     groups, members = len(conversations), len(conversations[0][1])
     ws_url = f"ws://{urlparse(server).netloc}/ws/"
-    sent_at: dict[str, float] = {}
-    delays: list[float] = []
-    received: dict[int, dict[str, int]] = {}
-    gaps = 0
-
-    async def reader(number: int, ws, position: int) -> None:
-        nonlocal gaps
-        counts = received[number] = {}
-        async for raw in ws:
-            frame = json.loads(raw)
-            event_id = frame.get("event_id")
-            if event_id is None:
-                continue
-            if event_id != position + 1:
-                gaps += 1
-            position = max(position, event_id)
-            if frame.get("type") == "message.created":
-                client_id = frame["message"].get("client_id")
-                if client_id in sent_at:
-                    counts[client_id] = counts.get(client_id, 0) + 1
-                    if counts[client_id] == 1:
-                        delays.append(time.perf_counter() - sent_at[client_id])
-
-    sockets = await _open_many(ws_url, [t for _, group in conversations for t in group])
-    readers = [asyncio.create_task(reader(i, ws, position)) for i, (ws, position) in enumerate(sockets)]
+    seen = Deliveries()
+    sockets = await open_many(ws_url, [t for _, group in conversations for t in group], burst=100)
+    readers = [asyncio.create_task(seen.read(i, ws, position)) for i, (ws, position) in enumerate(sockets)]
     post = _poster(server)
     sends = int(rate * seconds)
     failed = 0
@@ -118,7 +77,7 @@ async def load(server: str, conversations: list[tuple[str, list[str]]], rate: fl
         nonlocal failed
         conversation, group = conversations[n % groups]
         client_id = str(uuid.uuid4())
-        sent_at[client_id] = time.perf_counter()
+        seen.sent_at[client_id] = time.perf_counter()
         status = await asyncio.to_thread(post, f"/api/conversations/{conversation}/messages/", group[0],
                                          {"message_body": f"load {n}", "client_id": client_id})
         if status != 201:
@@ -133,20 +92,14 @@ async def load(server: str, conversations: list[tuple[str, list[str]]], rate: fl
     achieved = sends / (time.perf_counter() - started)
     expected = members * (sends - failed)
     deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline and len(delays) < expected:
+    while time.perf_counter() < deadline and len(seen.delays) < expected:
         await asyncio.sleep(0.1)
     await asyncio.sleep(0.5)
     for task in readers:
         task.cancel()
     await asyncio.gather(*(ws.close() for ws, _ in sockets), return_exceptions=True)
-    duplicated = sum(c - 1 for counts in received.values() for c in counts.values() if c > 1)
-    return {
-        "groups": groups, "members": members, "rate": rate, "achieved_rate": round(achieved, 1),
-        "sends": sends, "failed_sends": failed, "expected": expected, "delivered": len(delays),
-        "lost": expected - len(delays), "duplicated": duplicated, "gaps": gaps,
-        "delivery_p50_ms": round(1000 * statistics.median(delays), 1) if delays else None,
-        "delivery_p99_ms": round(1000 * percentile(delays, 99), 1) if delays else None,
-    }
+    return {"groups": groups, "members": members, "rate": rate, "achieved_rate": round(achieved, 1),
+            "sends": sends, "failed_sends": failed, **summary(seen, expected)}
 
 
 def _rss_kib(pids: list[int]) -> int:
@@ -174,7 +127,7 @@ async def idle(server: str, worker_pids: list[int], log_path: Path, conversation
     log_before = log_path.stat().st_size if log_path.exists() else 0
     rss_before = _rss_kib(worker_pids)
     opened_at = time.perf_counter()
-    held = await _open_many(ws_url, [tokens[i % people] for i in range(sockets)])
+    held = await open_many(ws_url, [tokens[i % people] for i in range(sockets)], burst=100)
     open_seconds = time.perf_counter() - opened_at
     await asyncio.sleep(2)
     rss_open = _rss_kib(worker_pids)
