@@ -738,12 +738,16 @@ def main() -> int:
 
 
 def worker_pids(server) -> list[int]:
-    """The gunicorn master's worker processes."""
-    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
-    try:
-        return [int(pid) for pid in children.read_text().split()]
-    except OSError:
-        return []
+    """The gunicorn master's worker processes (its children, from /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == server.pid:  # the parent pid
+            children.append(int(stat.parent.name))
+    return children
 
 
 def _ws_pair(info: dict) -> tuple[str, str, str]:

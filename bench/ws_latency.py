@@ -50,6 +50,8 @@ async def measure(server: str, conversation: str, sender_token: str, recipient_t
         reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
         if reply.get("type") != "auth.ok":
             raise RuntimeError(f"WebSocket authentication failed: {reply}")
+        # A client's first frame starts live events at once (else they wait up to a second for a resume).
+        await ws.send(json.dumps({"type": "ping"}))
         connections.append(ws)
     readers = [asyncio.create_task(reader(i, ws)) for i, ws in enumerate(connections)]
 
