@@ -327,16 +327,33 @@ class EventStream(models.Model):
     last_event_id = models.PositiveBigIntegerField(default=0)
 
 
+class EventFrame(models.Model):
+    """
+    A frame as recorded once for all of its recipients (a message to 1,000 people is one row),
+    without `event_id`, which is each recipient's own (Event). Kept EVENTS_RETENTION_DAYS.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    frame = models.JSONField()
+    # Pruning (manage.py prune_events) deletes by age, after the events that point here.
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+
 class Event(models.Model):
     """
-    One event of one user's stream: the frame their sockets were sent, `event_id` included,
-    recorded in the transaction of the change it describes. Kept EVENTS_RETENTION_DAYS.
+    One event of one user's stream, recorded in the transaction of the change it describes: its
+    number in their stream and the frame their sockets were sent (`frame` adds the `event_id`).
+    Kept EVENTS_RETENTION_DAYS.
     """
 
     id = models.BigAutoField(primary_key=True)
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
     event_id = models.PositiveBigIntegerField()
-    frame = models.JSONField()
+    # Shared by every recipient of the same frame. No constraint or index: frames are written
+    # just before their events, read through this join, and pruned by age after them.
+    payload = models.ForeignKey(
+        EventFrame, on_delete=models.DO_NOTHING, related_name="+", db_index=False, db_constraint=False
+    )
     # Pruning (manage.py prune_events) deletes by age.
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
@@ -345,3 +362,8 @@ class Event(models.Model):
             # Replay and resume: a user's events after a given event_id, in order.
             models.UniqueConstraint(fields=["user", "event_id"], name="event_user_event_id_uniq"),
         ]
+
+    @property
+    def frame(self) -> dict:
+        """The frame as this user's sockets were sent it."""
+        return {**self.payload.frame, "event_id": self.event_id}

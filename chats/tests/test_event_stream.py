@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from chats import delivery, events, services, socket_slots, stream
-from chats.models import Event, EventStream
+from chats.models import Event, EventFrame, EventStream
 from chats.tests.factories import UserFactory, make_conversation, send
 from chats.tests.test_realtime import (  # noqa: F401 - fixtures
     TIMEOUT,
@@ -125,10 +125,25 @@ class TestRest:
         alice, bob, carol = trio
         group = make_conversation(alice, bob, carol)
         services.conversation_remove_participant(conversation=group, actor=alice, user_id=carol.pk)
-        kinds = list(Event.objects.filter(user=carol).order_by("event_id").values_list("frame__type", flat=True))
+        kinds = [frame["type"] for frame in stream.after(carol.pk, 0, 100)]
         assert kinds[-1] == "conversation.removed"
         bob_last = Event.objects.filter(user=bob).order_by("event_id").last().frame
         assert bob_last["type"] == "conversation.updated"
+
+    def test_a_frame_sent_to_many_is_stored_once_with_each_recipients_own_number(self, trio):
+        alice, bob, carol = trio
+        group = make_conversation(alice, bob, carol)
+        with_carol = make_conversation(alice, carol)
+        send(with_carol, alice, "carol's stream moves on")  # so theirs stand at different positions
+        before = {user.pk: stream.position(user.pk) for user in trio}
+        frames_before = EventFrame.objects.count()
+        send(group, alice, "to all three")
+        assert EventFrame.objects.count() == frames_before + 1
+        for user in trio:
+            (frame,) = stream.after(user.pk, before[user.pk], 10)
+            assert frame["event_id"] == before[user.pk] + 1 and frame["message"]["message_body"] == "to all three"
+            assert Event.objects.get(user=user, event_id=frame["event_id"]).frame == frame
+        assert len({before[bob.pk], before[carol.pk]}) == 2
 
     def test_the_prune_events_command(self, trio):
         alice, bob, _ = trio
@@ -139,14 +154,15 @@ class TestRest:
         total = Event.objects.count()
         call_command("prune_events", "--days", "0", stdout=out)
         assert f"Deleted {total} events older than 0 days." in out.getvalue() and not Event.objects.exists()
+        assert not EventFrame.objects.exists()  # the frames they shared went with them
         with pytest.raises(CommandError):
             call_command("prune_events", "--days", "-1")
 
     def test_prune_keeps_what_is_within_the_retention(self, trio):
         alice, bob, _ = trio
         send(make_conversation(alice, bob), alice, "recent")
-        count = Event.objects.count()
-        assert stream.prune() == 0 and Event.objects.count() == count
+        count, frames = Event.objects.count(), EventFrame.objects.count()
+        assert stream.prune() == 0 and Event.objects.count() == count and EventFrame.objects.count() == frames
 
 
 # --- the socket ---------------------------------------------------------------------
@@ -292,5 +308,27 @@ def test_a_nested_service_that_fails_inside_another_leaves_no_event(alice, bob):
 
     send_then_a_failing_send()
     bodies = [f["message"]["message_body"] for f in
-              Event.objects.filter(user=bob, event_id__gt=before).order_by("event_id").values_list("frame", flat=True)]
+              stream.after(bob.pk, before, 1000)]
     assert bodies == ["kept"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_0009_moves_each_stored_frame_to_a_shared_row_and_back():
+    """Events recorded before frames were shared keep exactly their frames, both ways."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("chats", "0008_merge_0007_presence_0007_reactions_pins")]
+    after_ = [("chats", "0009_event_frames_shared")]
+    alice, bob = UserFactory(), UserFactory()
+    send(make_conversation(alice, bob), alice, "recorded before")
+    expected = {user.pk: stream.after(user.pk, 0, 100) for user in (alice, bob)}
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    executor.loader.build_graph()
+    old_event = executor.loader.project_state(before[0]).apps.get_model("chats", "Event")
+    stored = old_event.objects.filter(user_id=bob.pk).order_by("event_id").values_list("frame", flat=True)
+    assert list(stored) == expected[bob.pk]
+    MigrationExecutor(connection).migrate(after_)
+    assert {user.pk: stream.after(user.pk, 0, 100) for user in (alice, bob)} == expected
+    assert EventFrame.objects.count() == Event.objects.count()  # one each: they were stored apart

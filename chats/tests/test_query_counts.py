@@ -80,9 +80,9 @@ def test_send_runs_the_same_queries_for_two_people_or_twelve(
 ):
     # access check, sender lock (client_id only), conversation lock, retry lookup (client_id
     # only), insert (in a savepoint with a client_id), counters, unread counts; then the event:
-    # the participants, their event streams locked and advanced, the events inserted. The
-    # transaction's own SAVEPOINT/RELEASE count here too.
-    expected = 11 if client_id is None else 15
+    # the participants, their event streams locked and advanced, the frame stored once, the
+    # events inserted. The transaction's own SAVEPOINT/RELEASE count here too.
+    expected = 12 if client_id is None else 16
     for people in (UserFactory.create_batch(1), UserFactory.create_batch(11)):
         conversation = make_conversation(alice, *people)
         body = {"message_body": "hi", **({"client_id": client_id + str(len(people))} if client_id else {})}
@@ -152,8 +152,8 @@ def test_send_with_attachments_runs_the_same_queries_for_one_or_ten(
 
     conversation = make_conversation(alice, bob)
     ids = [str(attachment_services.attachment_create(uploader=alice, upload=upload()).pk) for _ in range(count)]
-    # the send's 11, plus: the uploads locked and checked, attached, and read for the response and the event
-    with django_assert_num_queries(14):
+    # the send's 12, plus: the uploads locked and checked, attached, and read for the response and the event
+    with django_assert_num_queries(15):
         with django_capture_on_commit_callbacks(execute=True):
             response = client_for(alice).post(
                 f"/api/conversations/{conversation.pk}/messages/", {"attachments": ids}, format="json"
@@ -194,11 +194,11 @@ def test_reacting_runs_the_same_queries_for_two_people_or_twelve(
     alice, client_for, django_assert_num_queries, django_capture_on_commit_callbacks, people
 ):
     # message access check, SAVEPOINT, conversation lock, message lock, existing reaction?, insert,
-    # summary update; then the event: participants, their streams locked and advanced, events
-    # inserted; RELEASE.
+    # summary update; then the event: participants, their streams locked and advanced, the frame
+    # stored once, events inserted; RELEASE.
     conversation = make_conversation(alice, *UserFactory.create_batch(people))
     message = send(conversation, alice, "hi")
-    with django_assert_num_queries(12):
+    with django_assert_num_queries(13):
         with django_capture_on_commit_callbacks(execute=True):
             response = client_for(alice).post(
                 f"/api/messages/{message.pk}/reactions/", {"emoji": "\N{THUMBS UP SIGN}"}, format="json"
