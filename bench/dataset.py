@@ -171,8 +171,17 @@ def ensure(spec: Spec, log=print) -> dict:
 
 
 def _insert(model, names: list[str], rows) -> int:
-    """Bulk INSERT of tuples (values in the order of `names`) in batches of BATCH rows."""
+    """
+    Bulk INSERT of tuples (values in the order of `names`) in batches of BATCH rows. Every other
+    column with a default gets it, so a field added later (with a Python default only, as Django
+    makes them) does not break the generator.
+    """
     fields = [model._meta.get_field(name) for name in names]
+    defaults = [f for f in model._meta.concrete_fields
+                if f not in fields and f.has_default() and not f.primary_key]
+    fields += defaults
+    default_values = tuple(f.get_default() for f in defaults)
+    rows = (tuple(row) + default_values for row in rows)
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     table = connection.ops.quote_name(model._meta.db_table)
     sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"
