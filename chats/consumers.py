@@ -23,6 +23,7 @@ from collections import deque
 from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
+import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -204,6 +205,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                     await self._revoked(item[1])
                 else:
                     await self._live_event(*item)
+
+    @classmethod
+    async def encode_json(cls, content) -> str:
+        """orjson, as the live layer's messages: a frame to 1,000 sockets is encoded 1,000 times."""
+        return orjson.dumps(content).decode()
 
     async def send_json(self, content, close=False):
         """Every frame: a client that does not take one within WS_SEND_TIMEOUT seconds has stopped reading."""
