@@ -108,6 +108,11 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+if env.list("DATABASE_REPLICA_URLS", default=[]):
+    # Read replicas: whether a request's reads may use one (messaging_app/db/replicas.py).
+    MIDDLEWARE.insert(MIDDLEWARE.index("messaging_app.metrics.MetricsMiddleware") + 1,
+                      "messaging_app.db.replicas.ReplicaRoutingMiddleware")
+
 if DEBUG and importlib.util.find_spec("daphne"):
     # Development only (requirements-run.txt): `runserver` then serves the ASGI application,
     # HTTP and WebSockets. Production uses gunicorn + uvicorn, without Twisted. The devserver
@@ -177,6 +182,20 @@ DATABASES = {
     # An empty DATABASE_URL counts as unset.
     "default": _database(env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
+# Read replicas (messaging_app/db/replicas.py): DATABASE_REPLICA_URLS, comma-separated URLs of the
+# same kind as DATABASE_URL, become the aliases replica1, replica2...; none: every query on the primary.
+DATABASE_REPLICAS = []
+for _number, _url in enumerate(env.list("DATABASE_REPLICA_URLS", default=[]), start=1):
+    DATABASE_REPLICAS.append(f"replica{_number}")
+    # Tests run them on the primary's test database (nothing to replicate there).
+    DATABASES[f"replica{_number}"] = {**_database(_url), "TEST": {"MIRROR": "default"}}
+# Seconds a client's reads stay on the primary after it wrote (shared through the cache).
+READ_YOUR_WRITES_SECONDS = env.float("READ_YOUR_WRITES_SECONDS", default=5.0)
+# A replica further behind than this takes no reads until it catches up.
+REPLICA_MAX_LAG_SECONDS = env.float("REPLICA_MAX_LAG_SECONDS", default=2.0)
+# Seconds between two checks of each replica (lag, or unreachable), per process.
+REPLICA_CHECK_SECONDS = env.float("REPLICA_CHECK_SECONDS", default=2.0)
+DATABASE_ROUTERS = ["messaging_app.db.replicas.ReplicaRouter"] if DATABASE_REPLICAS else []
 
 # Shared cache: throttling and password-guess counters. Redis when configured (one connection
 # pool per process: messaging_app/cache.py), else per process.
