@@ -191,3 +191,63 @@ def test_gunicorn_config_marks_dead_workers_and_serves_on_its_own_port():
     result = subprocess.run([sys.executable, "-c", "import messaging_app.metrics_server"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr  # the master imports it without Django
+
+
+def exported_series() -> dict[str, set[str]]:
+    """{series name as scraped: its label names} of every metric the app and the master export."""
+    from messaging_app import metrics  # noqa: F401 (registers the app's metrics)
+    from messaging_app.metrics_server import TaskQueueCollector
+
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    series = {}
+    for collector in list(REGISTRY._collector_to_names):
+        for family in collector.describe() if hasattr(collector, "describe") else collector.collect():
+            if not family.name.startswith("messaging_"):
+                continue
+            labels = set(getattr(collector, "_labelnames", ()))
+            for suffix in suffixes[family.type]:
+                series[family.name + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
+    for family in TaskQueueCollector("redis://127.0.0.1:1/0", "messaging").collect():  # -1: unreachable
+        series[family.name] = {"queue"}
+    return series
+
+
+def test_the_grafana_dashboard_shows_only_metrics_that_exist():
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "messaging_app.json").read_text())
+    series = exported_series()
+    # Labels Prometheus adds when it scrapes a pod (kubernetes_sd relabelling).
+    added = {"namespace", "pod"}
+    shown = set()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            names = set(re.findall(r"\bmessaging_[a-z_]+", target["expr"]))
+            assert names, f"{panel['title']}: no messaging_ metric in {target['expr']}"
+            for name in names:
+                assert name in series, f"{panel['title']}: {name} is not exported"
+            known = set().union(*(series[name] for name in names)) | added
+            for group in re.findall(r"by \(([^)]*)\)", target["expr"]):
+                for label in (label.strip() for label in group.split(",")):
+                    assert label in known, f"{panel['title']}: label {label} not on {names}"
+            shown |= names
+    # Every family the app exports is on the dashboard.
+    families = {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in series}
+    assert families == {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in shown}
+
+
+def test_the_queue_depth_is_the_length_of_the_celery_queue_on_redis():
+    """One LLEN on the broker per scrape (a real Redis; a queue name of this test's own)."""
+    import redis
+
+    from messaging_app.metrics_server import TaskQueueCollector
+
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    queue = f"test-metrics-queue-{secrets.token_hex(6)}"
+    client = redis.Redis.from_url(url)
+    try:
+        client.rpush(queue, "a", "b", "c")
+        (family,) = TaskQueueCollector(url, queue).collect()
+        assert [(s.name, s.labels, s.value) for s in family.samples] == [
+            ("messaging_task_queue_depth", {"queue": queue}, 3)]
+    finally:
+        client.delete(queue)
+    assert list(TaskQueueCollector("", queue).collect()) == []  # no broker: tasks run in-process
