@@ -46,7 +46,8 @@ def when_ready(server):
     if METRICS_PORT:
         from messaging_app import metrics_server
 
-        host = bind.rsplit(":", 1)[0].strip("[]") if ":" in bind else "0.0.0.0"
+        # The API's interface (loopback for `make serve`); a Unix socket bind: loopback.
+        host = "127.0.0.1" if bind.startswith("unix:") else bind.rsplit(":", 1)[0].strip("[]") or "0.0.0.0"
         metrics_server.start(host, METRICS_PORT)
 
 
