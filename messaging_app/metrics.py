@@ -91,7 +91,8 @@ def _count_query(execute, sql, params, many, context):
 def _instrument(wrapper) -> None:
     """Counts the queries of a connection (once per connection object of a thread)."""
     if not getattr(wrapper, "_metrics_instrumented", False):
-        wrapper.execute_wrappers.append(_count_query)
+        # First, not last: connection.execute_wrapper() blocks pop the last one when they end.
+        wrapper.execute_wrappers.insert(0, _count_query)
         wrapper._metrics_instrumented = True
 
 

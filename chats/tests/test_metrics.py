@@ -251,3 +251,22 @@ def test_the_queue_depth_is_the_length_of_the_celery_queue_on_redis():
     finally:
         client.delete(queue)
     assert list(TaskQueueCollector("", queue).collect()) == []  # no broker: tasks run in-process
+
+
+@pytest.mark.django_db
+def test_counting_survives_a_connection_opened_inside_an_execute_wrapper_block():
+    """Django's execute_wrapper() pops the last wrapper when its block ends: ours is never that one."""
+    from django.db import connections
+
+    from messaging_app.metrics import _count_query
+
+    fresh = connections.create_connection("default")
+    try:
+        def theirs(execute, *args):
+            return execute(*args)
+
+        with fresh.execute_wrapper(theirs):
+            fresh.ensure_connection()  # connection_created: counted from now on
+        assert fresh.execute_wrappers == [_count_query]
+    finally:
+        fresh.close()
