@@ -27,3 +27,39 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 control_socket_disable = True
 # Proxies whose X-Forwarded-* headers are trusted (the ingress/load balancer).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# Prometheus metrics (messaging_app/metrics_server.py) on a port of their own, on the interface of
+# `bind`: METRICS_PORT (unset or 0: not served; the image and the Kubernetes manifests use 9100).
+# The workers record into PROMETHEUS_MULTIPROC_DIR (made under /tmp when not set, emptied at
+# start), and the master sums them for each scrape.
+METRICS_PORT = int(os.environ.get("METRICS_PORT") or 0)
+
+
+def on_starting(server):
+    if METRICS_PORT:
+        from messaging_app import metrics_server
+
+        metrics_server.prepare_directory()
+
+
+def when_ready(server):
+    if METRICS_PORT:
+        from messaging_app import metrics_server
+
+        # The API's interface (loopback for `make serve`); a Unix socket bind: loopback.
+        host = "127.0.0.1" if bind.startswith("unix:") else bind.rsplit(":", 1)[0].strip("[]") or "0.0.0.0"
+        metrics_server.start(host, METRICS_PORT)
+
+
+def child_exit(server, worker):
+    if METRICS_PORT:
+        from messaging_app import metrics_server
+
+        metrics_server.worker_exited(worker.pid)
+
+
+def on_exit(server):
+    if METRICS_PORT:
+        from messaging_app import metrics_server
+
+        metrics_server.remove_directory()

@@ -38,7 +38,7 @@ from chats.events import as_plain_json
 from chats.models import ConversationMembership, User
 from chats.serializers import UserSummarySerializer
 from chats.services import LOGIN_ID_CLAIM, session_login_id
-from messaging_app import parsers
+from messaging_app import metrics, parsers
 
 # Close codes (documented in docs/websocket.md).
 CLOSE_BAD_FRAME = 4400  # not JSON, or not an object with a "type", before authenticating
@@ -187,8 +187,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     def push(self, item) -> None:
         """On this socket's loop: queue a live item; a socket that lets them pile up is closed."""
         if self.too_slow:
+            metrics.WS_EVENTS_DROPPED.inc()
             return
         if self.inbox.qsize() >= settings.WS_MAX_PENDING_EVENTS:
+            metrics.WS_EVENTS_DROPPED.inc()
             self._stopped_reading(f"{self.inbox.qsize()} events waiting")
             return
         self.inbox.put_nowait(item)
@@ -376,6 +378,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             for frame in frames:
                 await self.send_json(frame)
                 self.position = frame["event_id"]
+            metrics.WS_EVENTS_SENT.inc(len(frames))
             if len(frames) < CATCH_UP_BATCH:
                 return
 
@@ -407,6 +410,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 return
         await self.send_json(frame)
         self.position = event_id
+        metrics.WS_EVENTS_SENT.inc()
 
     async def _revoked(self, login_id: str | None):
         """Password changed, account deactivated or deleted (login_id None), or this login logged out."""

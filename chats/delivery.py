@@ -33,6 +33,8 @@ from typing import Protocol
 import orjson
 from django.conf import settings
 
+from messaging_app import metrics
+
 logger = logging.getLogger(__name__)
 
 # Seconds between two attempts to (re)subscribe after the subscription failed.
@@ -74,7 +76,10 @@ _listeners: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task]"
 def register(socket: Socket) -> None:
     """From the socket's loop: it receives its user's frames from now on."""
     with _sockets_lock:
-        _sockets.setdefault(socket.user_hex, set()).add(socket)
+        sockets = _sockets.setdefault(socket.user_hex, set())
+        if socket not in sockets:
+            sockets.add(socket)
+            metrics.WEBSOCKETS_OPEN.inc()
     if settings.REDIS_URL:
         loop = asyncio.get_running_loop()
         if loop not in _listeners or _listeners[loop].done():
@@ -84,8 +89,9 @@ def register(socket: Socket) -> None:
 def unregister(socket: Socket) -> None:
     with _sockets_lock:
         sockets = _sockets.get(socket.user_hex)
-        if sockets is not None:
+        if sockets is not None and socket in sockets:
             sockets.discard(socket)
+            metrics.WEBSOCKETS_OPEN.dec()
             if not sockets:
                 del _sockets[socket.user_hex]
     watch(socket, ())
@@ -113,6 +119,7 @@ _slow_closed = 0
 def count_dropped_socket() -> None:
     global _slow_closed
     _slow_closed += 1
+    metrics.WS_SLOW_CLOSED.inc()
 
 
 def slow_sockets_closed() -> int:

@@ -51,6 +51,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
 from chats.models import UserManager
+from messaging_app import metrics
 
 KEY_PREFIX = "password_guesses"
 
@@ -129,6 +130,7 @@ def password_check(request, email: str) -> PasswordCheck:
     counters = _counters(request, email)
     waits = [counter.wait(now) for counter in counters if counter.count(now) > counter.limit]
     if waits:
+        metrics.THROTTLED.labels("password").inc()
         PasswordCheck(counters).passed()  # a refused attempt is not a guess: nothing was checked
         raise PasswordGuessesThrottled(wait=max(waits))
     return PasswordCheck(counters)

@@ -23,6 +23,8 @@ import threading
 
 from rest_framework import throttling
 
+from messaging_app import metrics
+
 BLOCK_SHARE = 100  # a block is limit // BLOCK_SHARE numbers (at least 1)
 MAX_BLOCK = 20
 MAX_LEASES = 10_000  # blocks held per process, across clients and windows
@@ -86,7 +88,10 @@ class WindowCountMixin:
         window = int(now // self.duration)
         self.seconds_left = (window + 1) * self.duration - now
         number = COUNTER.next(self.cache, f"{key}:{window}", self.duration, self.block)
-        return number <= self.num_requests
+        if number > self.num_requests:
+            metrics.THROTTLED.labels(self.scope).inc()
+            return False
+        return True
 
     @property
     def block(self) -> int:

@@ -39,7 +39,13 @@ def _redis_ready() -> bool:
 def readiness() -> tuple[bool, dict]:
     checks = {"database": _database_ready(), "redis": _redis_ready() if settings.REDIS_URL else None}
     ready = all(ok for ok in checks.values() if ok is not None)
-    return ready, {"status": "ok" if ready else "unavailable", "checks": checks}
+    body = {"status": "ok" if ready else "unavailable", "checks": checks}
+    if settings.DATABASE_REPLICAS:
+        # Informational: a replica that lags or is down only sends reads back to the primary.
+        from messaging_app.db.replicas import HEALTH
+
+        body["replicas"] = HEALTH.report()
+    return ready, body
 
 
 class HealthCheckMiddleware:

@@ -92,6 +92,8 @@ MIDDLEWARE = [
     "messaging_app.health.HealthCheckMiddleware",
     # X-Request-ID (taken when it is a canonical UUID, else made) and the request's log line.
     "messaging_app.request_log.RequestLogMiddleware",
+    # Prometheus: rate, latency, status and SQL queries/time per route (messaging_app/metrics.py).
+    "messaging_app.metrics.MetricsMiddleware",
     # Cache-Control: no-store on the API, a Content-Security-Policy on HTML pages.
     "messaging_app.security_headers.SecurityHeadersMiddleware",
     "messaging_app.limits.BodySizeLimitMiddleware",
@@ -105,6 +107,11 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+if env.list("DATABASE_REPLICA_URLS", default=[]):
+    # Read replicas: whether a request's reads may use one (messaging_app/db/replicas.py).
+    MIDDLEWARE.insert(MIDDLEWARE.index("messaging_app.metrics.MetricsMiddleware") + 1,
+                      "messaging_app.db.replicas.ReplicaRoutingMiddleware")
 
 if DEBUG and importlib.util.find_spec("daphne"):
     # Development only (requirements-run.txt): `runserver` then serves the ASGI application,
@@ -136,40 +143,59 @@ ASGI_APPLICATION = "messaging_app.asgi.application"
 # --- Database -----------------------------------------------------------------
 # DATABASE_URL: sqlite:///path, mysql://user:pass@host:3306/name (MySQL/MariaDB),
 # postgres://user:pass@host:5432/name. Default: embedded SQLite next to manage.py.
+
+
+def _database(url: str) -> dict:
+    config = env.db_url_config(url)
+    if config["ENGINE"] == "django.db.backends.mysql":
+        # utf8mb4 so message bodies may carry any Unicode character (emoji included).
+        config.setdefault("OPTIONS", {}).setdefault("charset", "utf8mb4")
+        config.setdefault("TEST", {}).update({"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"})
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # Writers take the lock when their transaction starts and wait for each other
+        # (up to 20 s) instead of failing with "database is locked" mid-transaction.
+        config.setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})
+    else:
+        # A database that takes connections but does not answer (frozen, partitioned) fails a new
+        # connection after 5 s, answered with 503, instead of holding the request (and /readyz)
+        # forever. `?connect_timeout=` in DATABASE_URL overrides it.
+        config.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+    # MySQL/MariaDB and PostgreSQL through Django's backends with small changes (messaging_app/db): a
+    # connection that answered less than DB_HEALTH_CHECK_BYPASS seconds ago is not pinged again, and
+    # MySQL's date-times are parsed (and made aware) in C by the driver.
+    config["ENGINE"] = {
+        "django.db.backends.mysql": "messaging_app.db.mysql",
+        "django.db.backends.postgresql": "messaging_app.db.postgresql",
+    }.get(config["ENGINE"], config["ENGINE"])
+    # Persistent: HTTP requests run on a fixed pool of threads per process (messaging_app/wsgi_pool.py),
+    # each keeping its connection for as long as it works (unset: no age limit); N renews it after N
+    # seconds; 0 opens one per request.
+    config["CONN_MAX_AGE"] = int(_conn_max_age) if _conn_max_age.strip() else None
+    # Reused connections are checked before each request (unless they answered moments ago), so
+    # service resumes by itself after a database restart.
+    config["CONN_HEALTH_CHECKS"] = True
+    return config
+
+
+_conn_max_age = env.str("DJANGO_CONN_MAX_AGE", default="")
 DATABASES = {
     # An empty DATABASE_URL counts as unset.
-    "default": env.db_url_config(env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+    "default": _database(env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
-    # utf8mb4 so message bodies may carry any Unicode character (emoji included).
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("charset", "utf8mb4")
-    DATABASES["default"].setdefault("TEST", {}).update(
-        {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
-    )
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Writers take the lock when their transaction starts and wait for each other
-    # (up to 20 s) instead of failing with "database is locked" mid-transaction.
-    DATABASES["default"].setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})
-else:
-    # A database that takes connections but does not answer (frozen, partitioned) fails a new
-    # connection after 5 s, answered with 503, instead of holding the request (and /readyz)
-    # forever. `?connect_timeout=` in DATABASE_URL overrides it.
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
-# MySQL/MariaDB and PostgreSQL through Django's backends with small changes (messaging_app/db): a
-# connection that answered less than DB_HEALTH_CHECK_BYPASS seconds ago is not pinged again, and
-# MySQL's date-times are parsed (and made aware) in C by the driver.
-DATABASES["default"]["ENGINE"] = {
-    "django.db.backends.mysql": "messaging_app.db.mysql",
-    "django.db.backends.postgresql": "messaging_app.db.postgresql",
-}.get(DATABASES["default"]["ENGINE"], DATABASES["default"]["ENGINE"])
-# Persistent: HTTP requests run on a fixed pool of threads per process (messaging_app/wsgi_pool.py),
-# each keeping its connection for as long as it works (unset: no age limit); N renews it after N
-# seconds; 0 opens one per request.
-_conn_max_age = env.str("DJANGO_CONN_MAX_AGE", default="")
-DATABASES["default"]["CONN_MAX_AGE"] = int(_conn_max_age) if _conn_max_age.strip() else None
-# Reused connections are checked before each request (unless they answered moments ago), so
-# service resumes by itself after a database restart.
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Read replicas (messaging_app/db/replicas.py): DATABASE_REPLICA_URLS, comma-separated URLs of the
+# same kind as DATABASE_URL, become the aliases replica1, replica2...; none: every query on the primary.
+DATABASE_REPLICAS = []
+for _number, _url in enumerate(env.list("DATABASE_REPLICA_URLS", default=[]), start=1):
+    DATABASE_REPLICAS.append(f"replica{_number}")
+    # Tests run them on the primary's test database (nothing to replicate there).
+    DATABASES[f"replica{_number}"] = {**_database(_url), "TEST": {"MIRROR": "default"}}
+# Seconds a client's reads stay on the primary after it wrote (shared through the cache).
+READ_YOUR_WRITES_SECONDS = env.float("READ_YOUR_WRITES_SECONDS", default=5.0)
+# A replica further behind than this takes no reads until it catches up.
+REPLICA_MAX_LAG_SECONDS = env.float("REPLICA_MAX_LAG_SECONDS", default=2.0)
+# Seconds between two checks of each replica (lag, or unreachable), per process.
+REPLICA_CHECK_SECONDS = env.float("REPLICA_CHECK_SECONDS", default=2.0)
+DATABASE_ROUTERS = ["messaging_app.db.replicas.ReplicaRouter"] if DATABASE_REPLICAS else []
 
 # Shared cache: throttling and password-guess counters. Redis when configured (one connection
 # pool per process: messaging_app/cache.py), else per process.
@@ -546,6 +572,11 @@ CORS_ALLOWED_ORIGINS = env.list("DJANGO_CORS_ALLOWED_ORIGINS", default=[])
 # X-Request-ID: taken from the request when it is a canonical UUID (lowercase, hyphenated),
 # else made; returned in the response and written on every log line of that request
 # (messaging_app.request_log).
+# DJANGO_LOG_FORMAT: "plain" (default: one readable line per record) or "json" (one JSON object
+# per line, for log shippers; docs/observability.md).
+LOG_FORMAT = env.str("DJANGO_LOG_FORMAT", default="plain").strip().lower() or "plain"
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"DJANGO_LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}.")
 
 LOGGING = {
     "version": 1,
@@ -559,12 +590,14 @@ LOGGING = {
             "class": "messaging_app.request_log.SafeLineFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
         },
+        # One JSON object per line (timestamp, level, logger, message, request_id...) for log shippers.
+        "json": {"()": "messaging_app.request_log.JsonLineFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stdout",
-            "formatter": "plain",
+            "formatter": LOG_FORMAT,
             "filters": ["request_id"],
         }
     },

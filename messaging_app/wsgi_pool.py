@@ -37,6 +37,7 @@ import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+from messaging_app import metrics
 from messaging_app.errors import error_body
 from messaging_app.limits import BODY_TOO_LARGE
 
@@ -169,6 +170,7 @@ class WSGIThreadPool:
         except asyncio.TimeoutError:
             future.cancel()  # never runs if it still waits for a thread
             future.add_done_callback(_discard)
+            metrics.HTTP_TIMEOUTS.inc()
             logger.warning("%s %s: no response within %ss (HTTP_REQUEST_TIMEOUT), answered 503",
                            scope["method"], scope["path"], self.timeout)
             return await self._answer(send, 503, error_body(

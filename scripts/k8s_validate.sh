@@ -191,6 +191,13 @@ for colour in ("blue", "green"):
     c = containers[0]
     ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
     need(ports.get("http") == 8000, f"{where}: container port http = 8000")
+    # Prometheus scrapes gunicorn's master on its own port (messaging_app/metrics_server.py),
+    # which no Service or Ingress routes.
+    notes = d["spec"]["template"]["metadata"].get("annotations", {})
+    env = {e["name"]: e.get("value") for e in c.get("env", [])}
+    need(ports.get("metrics") == 9100 and env.get("METRICS_PORT") == "9100", f"{where}: metrics port 9100 (METRICS_PORT)")
+    need(notes.get("prometheus.io/scrape") == "true" and notes.get("prometheus.io/port") == "9100"
+         and notes.get("prometheus.io/path") == "/metrics", f"{where}: prometheus.io scrape annotations on port 9100")
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
         get = c.get(probe, {}).get("httpGet", {})
         need(get.get("path") == path and get.get("port") in ("http", 8000), f"{where}: {probe} GET {path} on port http")
@@ -262,7 +269,7 @@ for ing in find("Ingress"):
             need(b["port"].get("name") == "http" or b["port"].get("number") == 80, f"Ingress {name} {p['path']}: port http")
 for path in ("/ (Exact)", "/docs", "/api", "/admin", "/ws", "/static", "/api-auth"):
     need(path in public, f"ingress.yaml: {path} not routed")
-for path in ("/healthz", "/readyz", "/"):
+for path in ("/healthz", "/readyz", "/", "/metrics"):
     need(path not in public, f"ingress.yaml: {path} must not be exposed")
 ws = [i for i in find("Ingress") if any(p["path"] == "/ws" for r in i["spec"]["rules"] for p in r["http"]["paths"])]
 for i in ws:
