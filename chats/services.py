@@ -293,11 +293,11 @@ def conversation_remove_participant(*, conversation: Conversation, actor: User, 
     ownership on. A fixed number of queries whatever the conversation's size.
     """
     locked = _lock(conversation)
-    if user_id != actor.pk:
-        services_groups.role_of(locked, actor)  # a non-participant learns nothing (404)
+    # The actor's role first: a non-participant learns nothing (404), not even who takes part.
+    role = services_groups.role_of(locked, actor) if user_id != actor.pk else None
     membership = ConversationMembership.objects.filter(conversation=locked, user_id=user_id).first()
     if user_id != actor.pk:
-        services_groups.check_may_remove(locked, actor, membership.role if membership else "member")
+        services_groups.check_may_remove(locked, role, membership.role if membership else "member")
     if membership is None:
         raise Http404("This user is not a participant.")
     membership.delete()

@@ -51,9 +51,8 @@ def check_may_manage(conversation: Conversation, actor: User, what: str) -> str:
     return role
 
 
-def check_may_remove(conversation: Conversation, actor: User, target_role: str) -> None:
-    """Removing someone else (leaving is always allowed)."""
-    role = role_of(conversation, actor)
+def check_may_remove(conversation: Conversation, role: str, target_role: str) -> None:
+    """Removing someone else (leaving is always allowed): `role` is the actor's, `target_role` theirs."""
     if role == Role.OWNER:
         return
     if not is_group(conversation) or role != Role.ADMIN:
@@ -108,8 +107,8 @@ def conversation_update(
     from attachments import services as attachment_services
 
     locked = selectors.conversation_for_update(conversation_id=conversation.pk)
-    role_of(locked, actor)
     if not is_group(locked):
+        role_of(locked, actor)  # a non-participant learns nothing (404)
         raise ValidationError(
             f"Only conversations of {GROUP_MIN_PARTICIPANTS} or more people have a title, description and avatar."
         )
