@@ -200,16 +200,23 @@ def conversation_changed(
             return []
         people = participants_by_conversation([conversation_id])
         shared = conversation_rows_representation([{**row, "unread_count": 0, "my_role": None}], people)[0]
+        # The last message's reactions as REST shows them to each recipient: `me`, not `user_ids`.
+        summary = row["last_message__reaction_summary"] or []
         result, by_state = [], {}
         for user_id, unread_count, role in member_states(conversation_id=conversation_id):
             if (recipients is not None and user_id not in recipients) or user_id == exclude:
                 continue
-            payload = by_state.get((unread_count, role))
+            mine = tuple(str(user_id) in entry["user_ids"] for entry in summary)
+            payload = by_state.get((unread_count, role, mine))
             if payload is None:
-                payload = by_state[(unread_count, role)] = {
-                    "type": event_type,
-                    "conversation_id": str(conversation_id),
-                    "conversation": {**shared, "role": role, "unread_count": unread_count},
+                conversation = {**shared, "role": role, "unread_count": unread_count}
+                if shared["last_message"] is not None:
+                    conversation["last_message"] = {**shared["last_message"], "reactions": [
+                        {"emoji": entry["emoji"], "count": len(entry["user_ids"]), "me": me}
+                        for entry, me in zip(summary, mine)
+                    ]}
+                payload = by_state[(unread_count, role, mine)] = {
+                    "type": event_type, "conversation_id": str(conversation_id), "conversation": conversation,
                 }
             result.append((user_id, payload))
         return result

@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from attachments import services as attachment_services
 from attachments.models import Attachment
 from attachments.tests.helpers import png_upload, upload
-from chats import services, services_groups
+from chats import services, services_groups, services_reactions
 from chats.models import MAX_INLINE_PARTICIPANTS, Conversation, ConversationMembership, Event, User
 from chats.tests.factories import UserFactory, make_conversation, send
 from chats.tests.utils import assert_error
@@ -179,6 +179,16 @@ class TestDetails:
         # The same again changes nothing and tells nobody.
         client_for(group.admin).patch(url(group.conversation), {"title": "Trip"}, format="json")
         assert len(frames(group.member, "conversation.updated")) == 1
+
+    def test_each_recipients_frame_is_the_conversation_as_rest_shows_it_to_them(self, group, client_for):
+        services_reactions.reaction_add(message=group.message, user=group.admin, emoji="\N{THUMBS UP SIGN}")
+        services.conversation_mark_read(conversation=group.conversation, user=group.target)
+        client_for(group.owner).patch(url(group.conversation), {"title": "Same as REST"}, format="json")
+        for user in (group.owner, group.admin, group.member, group.target):
+            frame = frames(user, "conversation.updated")[-1]
+            assert frame["conversation"] == client_for(user).get(url(group.conversation)).json()
+        mine = frames(group.admin, "conversation.updated")[-1]["conversation"]["last_message"]["reactions"]
+        assert mine == [{"emoji": "\N{THUMBS UP SIGN}", "count": 1, "me": True}]
 
     @pytest.mark.parametrize("payload,attr", [
         ({"title": "x" * 101}, "title"),
