@@ -22,7 +22,8 @@ def bytes_stored_by(*, user: User) -> int:
 def attachment_for_user(*, user: User, attachment_id) -> Attachment | None:
     """
     The attachment if the user may see it: they uploaded it, or they take part in the
-    conversation of the message carrying it. Else None, the same for an unknown id.
+    conversation of the message carrying it, or in the conversation whose avatar it is.
+    Else None, the same for an unknown id.
     """
     try:
         attachment_id = uuid.UUID(str(attachment_id))
@@ -31,7 +32,11 @@ def attachment_for_user(*, user: User, attachment_id) -> Attachment | None:
     their_conversations = ConversationMembership.objects.filter(user=user).values("conversation_id")
     return (
         Attachment.objects.filter(pk=attachment_id)
-        .filter(Q(uploader=user) | Q(message__conversation_id__in=their_conversations))
+        .filter(
+            Q(uploader=user)
+            | Q(message__conversation_id__in=their_conversations)
+            | Q(avatar_of__in=their_conversations)
+        )
         .first()
     )
 

@@ -21,13 +21,14 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile, File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from attachments import selectors
 from attachments.images import inspect_image
 from attachments.models import Attachment
 from attachments.storage import attachment_storage, delete_files, delete_files_on_commit
-from chats.models import Message, User
+from chats.models import Conversation, Message, User
 from chats.selectors import for_update
 
 FILE_NAME_MAX_LENGTH = 255
@@ -165,8 +166,13 @@ def attachments_delete_for_message(*, message: Message) -> None:
 
 
 def attachments_delete_for_conversation(*, conversation_id: UUID) -> None:
-    """A conversation is deleted (conversation_delete): the files of its messages' attachments go too."""
-    _delete(Attachment.objects.filter(message__conversation_id=conversation_id))
+    """A conversation is deleted (conversation_delete): the files of its messages' attachments and its avatar go too."""
+    _delete(Attachment.objects.filter(Q(message__conversation_id=conversation_id) | Q(avatar_of=conversation_id)))
+
+
+def attachments_delete(*, attachment_ids: Sequence[UUID]) -> None:
+    """These attachments go, files after commit (a group's replaced avatar: chats/services_groups.py)."""
+    _delete(Attachment.objects.filter(pk__in=attachment_ids))
 
 
 def attachments_delete_for_uploader(*, user: User) -> None:
@@ -181,6 +187,12 @@ def _delete(queryset) -> int:
     return deleted
 
 
+def _unattached():
+    """Uploads neither sent with a message nor a conversation's avatar (a subquery: no outer join to lock)."""
+    avatars = Conversation.objects.filter(avatar__isnull=False).values("avatar_id")
+    return Attachment.objects.filter(message__isnull=True).exclude(pk__in=avatars)
+
+
 def attachments_prune(*, hours: int | None = None, batch_size: int = 500) -> int:
     """
     Deletes uploads never attached to a message within `hours` (ATTACHMENTS_UNATTACHED_TTL_HOURS),
@@ -192,11 +204,11 @@ def attachments_prune(*, hours: int | None = None, batch_size: int = 500) -> int
     while True:
         with transaction.atomic():
             ids = list(
-                for_update(Attachment.objects.filter(message__isnull=True, created_at__lt=cutoff))
+                for_update(_unattached().filter(created_at__lt=cutoff))
                 .order_by("created_at", "pk")
                 .values_list("pk", flat=True)[:batch_size]
             )
             if not ids:
                 return total
             # Still unattached under the lock: a send attaching one of them waits, then finds it gone.
-            total += _delete(Attachment.objects.filter(pk__in=ids, message__isnull=True))
+            total += _delete(_unattached().filter(pk__in=ids))

@@ -251,7 +251,7 @@ class ConversationAdmin(ServiceWritesAdmin):
             )
         for membership in formset.new_objects:
             services.conversation_add_participant(
-                conversation=conversation, actor=request.user, user_id=membership.user_id
+                conversation=conversation, actor=None, user_id=membership.user_id
             )
 
     def get_deleted_objects(self, objs, request):
@@ -282,7 +282,7 @@ class ConversationMembershipAdmin(ServiceWritesAdmin):
 
     def save_model(self, request, obj, form, change):
         services.conversation_add_participant(
-            conversation=obj.conversation, actor=request.user, user_id=obj.user_id
+            conversation=obj.conversation, actor=None, user_id=obj.user_id
         )
         _adopt(obj, ConversationMembership.objects.get(conversation=obj.conversation, user=obj.user))
 

@@ -23,9 +23,15 @@ from rest_framework.renderers import JSONRenderer
 
 from chats import delivery, stream
 from chats.models import Message, MessagePin
-from chats.selectors import conversation_list_for_user, member_ids
+from chats.selectors import (
+    conversation_list_for_user,
+    conversation_row,
+    member_ids,
+    member_states,
+    participants_by_conversation,
+)
 from chats.serializers import (
-    ConversationSerializer,
+    conversation_rows_representation,
     message_representation,
     person_representation,
     reactions_representation,
@@ -174,26 +180,65 @@ def message_unpinned(conversation_id: UUID, message_id: UUID, *, user_id: UUID |
 
 
 def conversation_changed(
-    event_type: str, conversation_id: UUID, *, recipients: Iterable[UUID] | None = None
+    event_type: str,
+    conversation_id: UUID,
+    *,
+    recipients: Iterable[UUID] | None = None,
+    exclude: UUID | None = None,
 ) -> None:
-    """conversation.created / conversation.updated, each recipient seeing their own unread_count."""
-    recipients = None if recipients is None else list(recipients)
+    """
+    conversation.created / conversation.updated, each recipient seeing their own unread_count and
+    role; to `recipients` (default: every participant) but `exclude`. Three queries whatever the
+    conversation's size: its row, its first MAX_INLINE_PARTICIPANTS people, every member's own
+    state; recipients in the same state share one frame.
+    """
+    recipients = None if recipients is None else set(recipients)
 
     def frames():
-        members = member_ids(conversation_id=conversation_id)
-        targets = members if recipients is None else [user_id for user_id in members if user_id in set(recipients)]
-        result = []
-        for user_id in targets:
-            conversation = conversation_list_for_user(user=user_id).filter(pk=conversation_id).first()
-            if conversation is not None:
-                result.append((user_id, {
-                    "type": event_type,
-                    "conversation_id": str(conversation_id),
-                    "conversation": as_plain_json(
-                        ConversationSerializer(conversation, context={"viewer": str(user_id)}).data
-                    ),
-                }))
+        row = conversation_row(conversation_id=conversation_id)
+        if row is None:
+            return []
+        people = participants_by_conversation([conversation_id])
+        shared = conversation_rows_representation([{**row, "unread_count": 0, "my_role": None}], people)[0]
+        # The last message's reactions as REST shows them to each recipient: `me`, not `user_ids`.
+        summary = row["last_message__reaction_summary"] or []
+        result, by_state = [], {}
+        for user_id, unread_count, role in member_states(conversation_id=conversation_id):
+            if (recipients is not None and user_id not in recipients) or user_id == exclude:
+                continue
+            mine = tuple(str(user_id) in entry["user_ids"] for entry in summary)
+            payload = by_state.get((unread_count, role, mine))
+            if payload is None:
+                conversation = {**shared, "role": role, "unread_count": unread_count}
+                if shared["last_message"] is not None:
+                    conversation["last_message"] = {**shared["last_message"], "reactions": [
+                        {"emoji": entry["emoji"], "count": len(entry["user_ids"]), "me": me}
+                        for entry, me in zip(summary, mine)
+                    ]}
+                payload = by_state[(unread_count, role, mine)] = {
+                    "type": event_type, "conversation_id": str(conversation_id), "conversation": conversation,
+                }
+            result.append((user_id, payload))
         return result
+
+    _emit(frames)
+
+
+def participant_role_changed(conversation_id: UUID, user_id: UUID, role: str, *, changed_by: UUID | None) -> None:
+    """
+    participant.role_changed, to every participant: whose role, the new one, and who changed it
+    (null: ownership passed on because the owner left).
+    """
+
+    def frames():
+        payload = {
+            "type": "participant.role_changed",
+            "conversation_id": str(conversation_id),
+            "user_id": str(user_id),
+            "role": str(role),
+            "changed_by": None if changed_by is None else str(changed_by),
+        }
+        return [(recipient, payload) for recipient in member_ids(conversation_id=conversation_id)]
 
     _emit(frames)
 

@@ -14,7 +14,12 @@ from django.utils import timezone
 
 # Limits documented in the README and the schema.
 MESSAGE_BODY_MAX_LENGTH = 4000  # characters in a message body
-MAX_PARTICIPANTS = 100  # people in one conversation
+# People in one conversation (1,000 unless configured). The services read the setting at each call.
+MAX_PARTICIPANTS = settings.CHATS_MAX_PARTICIPANTS
+MAX_INLINE_PARTICIPANTS = 100  # participants a conversation's representation lists inline (the rest: paged)
+GROUP_MIN_PARTICIPANTS = 3  # from this many people on, a conversation is a group: title, roles (docs/groups.md)
+CONVERSATION_TITLE_MAX_LENGTH = 100
+CONVERSATION_DESCRIPTION_MAX_LENGTH = 1000
 MAX_INITIAL_MESSAGES = 50  # messages sent along with a new conversation
 MAX_REACTION_KINDS = 20  # different emojis on one message
 MAX_PINS = 50  # pinned messages in one conversation
@@ -131,6 +136,18 @@ class Conversation(models.Model):
     # exactly two people and never changed; the unique index makes concurrent creates of
     # the same pair meet on one row. Cleared (null) by any membership change.
     direct_key = models.CharField(max_length=73, null=True, blank=True, unique=True, editable=False)
+    # Memberships, kept by the services under the row lock (like message_count): representations
+    # show it beside at most MAX_INLINE_PARTICIPANTS people, and the cap is checked without a COUNT.
+    participant_count = models.PositiveIntegerField(default=0)
+    # Group details (conversations of GROUP_MIN_PARTICIPANTS or more), set by owners and admins.
+    title = models.CharField(max_length=CONVERSATION_TITLE_MAX_LENGTH, blank=True, default="")
+    description = models.TextField(max_length=CONVERSATION_DESCRIPTION_MAX_LENGTH, blank=True, default="")
+    # An image uploaded by whoever set it (attachments app); downloadable by the participants
+    # (attachments.selectors.attachment_for_user) and never pruned while it is one. Its FK index
+    # serves that access check.
+    avatar = models.ForeignKey(
+        "attachments.Attachment", on_delete=models.SET_NULL, null=True, blank=True, related_name="avatar_of"
+    )
 
     class Meta:
         ordering = ["-last_activity_at", "-created_at"]
@@ -146,7 +163,13 @@ class Conversation(models.Model):
 
 
 class ConversationMembership(models.Model):
-    """A person in a conversation; carries per-member state (read marker, ...) later."""
+    """A person in a conversation, with their per-member state (read marker, unread count, role)."""
+
+    class Role(models.TextChoices):
+        # What each may do is decided in chats/services_groups.py (docs/groups.md).
+        OWNER = "owner", "Owner"
+        ADMIN = "admin", "Admin"
+        MEMBER = "member", "Member"
 
     # Its FK index serves "who is in this conversation" (participants prefetch).
     conversation = models.ForeignKey(
@@ -167,6 +190,9 @@ class ConversationMembership(models.Model):
     # services under the conversation's row lock (send +1, read recount, delete -1), so
     # the inbox reads it instead of counting a long history.
     unread_count = models.PositiveIntegerField(default=0)
+    # One owner per conversation (its creator, then whom ownership passes to when they leave);
+    # admins are named by the owner. Read with the membership: no query of its own.
+    role = models.CharField(max_length=6, choices=Role.choices, default=Role.MEMBER)
 
     class Meta:
         constraints = [
@@ -177,6 +203,11 @@ class ConversationMembership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} in {self.conversation_id}"
+
+
+# The choice sets by name, for the OpenAPI schema's enum names (SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]).
+USER_ROLES = User.Role.choices
+PARTICIPANT_ROLES = ConversationMembership.Role.choices
 
 
 class Message(models.Model):

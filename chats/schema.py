@@ -312,6 +312,15 @@ PARTICIPANT_ADD_EXAMPLES = [
         "Someone", {"user_id": PLACEHOLDER_ID}, "Replace the id with a `user_id` from `GET /api/users/?search=`."
     ),
 ]
+CONVERSATION_UPDATE_EXAMPLES = [
+    _request_example("Rename", {"title": "Weekend trip", "description": "Who brings what"}),
+    _request_example(
+        "Avatar",
+        {"avatar": PLACEHOLDER_ID},
+        "Replace the id with the `attachment_id` of an image you uploaded (`POST /api/attachments/`); null removes it.",
+    ),
+]
+PARTICIPANT_ROLE_EXAMPLES = [_request_example("Make admin", {"role": "admin"})]
 MESSAGE_SEND_EXAMPLES = [
     _request_example("Text", {"message_body": "Hello!"}),
     _request_example(

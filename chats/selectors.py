@@ -8,10 +8,18 @@ from datetime import timezone as dt_timezone
 
 from django.db import connection, connections, router
 from django.db.transaction import TransactionManagementError
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum, Value, Window
+from django.db.models.functions import Coalesce, RowNumber
 
-from chats.models import Conversation, ConversationMembership, Message, MessageEdit, MessagePin, User
+from chats.models import (
+    MAX_INLINE_PARTICIPANTS,
+    Conversation,
+    ConversationMembership,
+    Message,
+    MessageEdit,
+    MessagePin,
+    User,
+)
 from chats.prepared import PreparedPages, PreparedRead, attnames
 
 
@@ -102,9 +110,9 @@ def conversation_list_for_user(*, user: User) -> QuerySet[Conversation]:
         .annotate(
             my_last_read_at=Subquery(mine.values("last_read_at")),
             unread_count=Coalesce(Subquery(mine.values("unread_count")), 0),
+            my_role=Subquery(mine.values("role")),
         )
         .select_related("created_by", "last_message__sender")
-        .prefetch_related("participants")
     )
 
 
@@ -113,6 +121,7 @@ def conversation_list_for_user(*, user: User) -> QuerySet[Conversation]:
 # the queries. Shaped into the API by serializers.conversation_rows_representation.
 CONVERSATION_ROW_FIELDS = (
     "conversation_id", "created_at", "last_activity_at", "message_count", "my_last_read_at", "unread_count",
+    "my_role", "title", "description", "avatar_id", "participant_count",
     "created_by__user_id", "created_by__first_name", "created_by__last_name",
     "last_message__message_id", "last_message__conversation_id", "last_message__message_body",
     "last_message__sent_at", "last_message__edited_at", "last_message__is_deleted",
@@ -133,7 +142,7 @@ def _from_memberships(user) -> QuerySet:
     the read marker and unread count are the membership's own columns, not two subqueries per
     conversation (a quarter less database time for a page of twenty), in Conversation.Meta.ordering.
     """
-    own = {"conversation_id", "my_last_read_at", "unread_count"}
+    own = {"conversation_id", "my_last_read_at", "unread_count", "my_role"}
     ordering = [
         f"-conversation__{field[1:]}" if field.startswith("-") else f"conversation__{field}"
         for field in Conversation._meta.ordering
@@ -145,6 +154,7 @@ def _from_memberships(user) -> QuerySet:
             "conversation_id",
             "unread_count",
             my_last_read_at=F("last_read_at"),
+            my_role=F("role"),
             **{name: F(f"conversation__{name}") for name in CONVERSATION_ROW_FIELDS if name not in own},
         )
     )
@@ -167,10 +177,17 @@ def inbox_rows(*, user: User) -> PreparedPages:
     return PreparedPages(_INBOX, user=user.pk)
 
 
+_PEOPLE_ORDER = tuple(f"user__{field}" for field in User._meta.ordering)
+PARTICIPANT_ROW_FIELDS = ("user__user_id", "user__first_name", "user__last_name", "role")
+
 _PARTICIPANTS = PreparedRead(
+    # The first MAX_INLINE_PARTICIPANTS of each conversation only (a window over its memberships):
+    # a page of large groups reads at most that many people per conversation.
     lambda ids: ConversationMembership.objects.filter(conversation_id__in=ids)
-    .order_by(*(f"user__{field}" for field in User._meta.ordering))
-    .values_list("conversation_id", "user__user_id", "user__first_name", "user__last_name"),
+    .annotate(rank=Window(RowNumber(), partition_by=[F("conversation_id")], order_by=[F(f) for f in _PEOPLE_ORDER]))
+    .filter(rank__lte=MAX_INLINE_PARTICIPANTS)
+    .order_by(*_PEOPLE_ORDER)
+    .values_list("conversation_id", *PARTICIPANT_ROW_FIELDS),
     model=ConversationMembership,
     values={"ids": Conversation._meta.pk},
     uuids_as_text=True,
@@ -179,8 +196,8 @@ _PARTICIPANTS = PreparedRead(
 
 def participants_by_conversation(conversation_ids: list) -> dict:
     """
-    {str(conversation_id): [(user_id, first_name, last_name), ...]} in User.Meta.ordering, one
-    query; ids as text (they are only rendered).
+    {str(conversation_id): [(user_id, first_name, last_name, role), ...]}: the first
+    MAX_INLINE_PARTICIPANTS of each in User.Meta.ordering, one query; ids as text (they are only rendered).
     """
     people = {str(pk): [] for pk in conversation_ids}
     if not conversation_ids:
@@ -188,6 +205,41 @@ def participants_by_conversation(conversation_ids: list) -> dict:
     for conversation_id, *person in _PARTICIPANTS.read(values={"ids": conversation_ids}):
         people[conversation_id].append(person)
     return people
+
+
+def participant_rows(*, conversation: Conversation) -> QuerySet:
+    """
+    Every participant of a conversation with their role, in User.Meta.ordering, as dicts of
+    PARTICIPANT_ROW_FIELDS + joined_at, for a paginator (one query per page on the membership's
+    conversation index, users joined).
+    """
+    return (
+        ConversationMembership.objects.filter(conversation=conversation)
+        .order_by(*_PEOPLE_ORDER, "pk")
+        .values(*PARTICIPANT_ROW_FIELDS, "joined_at")
+    )
+
+
+def conversation_row(*, conversation_id) -> dict | None:
+    """
+    A conversation as CONVERSATION_ROW_FIELDS without the viewer's own (read marker, unread
+    count, role): what every recipient of its event shares, one query.
+    """
+    own = {"my_last_read_at", "unread_count", "my_role"}
+    return (
+        Conversation.objects.filter(pk=conversation_id)
+        .values(*(name for name in CONVERSATION_ROW_FIELDS if name not in own))
+        .first()
+    )
+
+
+def member_states(*, conversation_id) -> list[tuple]:
+    """(user_id, unread_count, role) of each participant: what differs between their copies of an event."""
+    return list(
+        ConversationMembership.objects.filter(conversation_id=conversation_id)
+        .order_by("role", "unread_count", "user_id")
+        .values_list("user_id", "unread_count", "role")
+    )
 
 
 _CONVERSATION_TOTAL = PreparedRead(
@@ -391,6 +443,6 @@ def read_marker_rows(*, conversation: Conversation) -> list[dict]:
     """
     return list(
         ConversationMembership.objects.filter(conversation=conversation)
-        .order_by(*(f"user__{field}" for field in User._meta.ordering))
+        .order_by(*_PEOPLE_ORDER)
         .values("user__user_id", "user__first_name", "user__last_name", "last_read_at")
     )

@@ -16,14 +16,18 @@ from rest_framework.exceptions import ErrorDetail
 from rest_framework.utils import html
 
 from attachments.selectors import payload_rows_by_message
-from attachments.serializers import AttachmentSerializer, attachment_payload
+from attachments.serializers import AttachmentSerializer, attachment_payload, download_path
 from chats import selectors
 from chats.emoji import MAX_EMOJI_BYTES, is_single_emoji
 from chats.models import (
+    CONVERSATION_DESCRIPTION_MAX_LENGTH,
+    CONVERSATION_TITLE_MAX_LENGTH,
     MAX_INITIAL_MESSAGES,
+    MAX_INLINE_PARTICIPANTS,
     MAX_PARTICIPANTS,
     MESSAGE_BODY_MAX_LENGTH,
     Conversation,
+    ConversationMembership,
     Message,
     MessageEdit,
     User,
@@ -184,8 +188,42 @@ class MessageVersionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ParticipantSerializer(serializers.Serializer):
+    """A participant as a conversation lists them: who, and their role in it."""
+
+    user_id = serializers.UUIDField(read_only=True)
+    first_name = serializers.CharField(read_only=True)
+    last_name = serializers.CharField(read_only=True)
+    role = serializers.ChoiceField(
+        choices=ConversationMembership.Role.choices, read_only=True,
+        help_text="owner (one per conversation), admin or member: what they may do (docs/groups.md).",
+    )
+
+
+class ConversationParticipantSerializer(ParticipantSerializer):
+    """An item of GET /api/conversations/{conversation_id}/participants/."""
+
+    joined_at = serializers.DateTimeField(read_only=True)
+
+
+class ConversationAvatarSerializer(serializers.Serializer):
+    attachment_id = serializers.UUIDField(read_only=True)
+    download_url = serializers.CharField(read_only=True, help_text="GET it (with your credentials) for the image.")
+
+
 class ConversationSerializer(serializers.ModelSerializer):
-    participants = UserSummarySerializer(many=True, read_only=True)
+    title = serializers.CharField(read_only=True, help_text="A group's name (empty: none; two-person: always empty).")
+    description = serializers.CharField(read_only=True, help_text="A group's description (empty: none).")
+    avatar = serializers.SerializerMethodField(help_text="A group's image (an attachment), or null.")
+    participants = serializers.SerializerMethodField(
+        help_text=f"The first {MAX_INLINE_PARTICIPANTS} participants by name, with their roles; "
+        "`participant_count` says how many there are, and GET .../participants/ pages through all."
+    )
+    participant_count = serializers.IntegerField(read_only=True)
+    role = serializers.ChoiceField(
+        source="my_role", choices=ConversationMembership.Role.choices, read_only=True,
+        help_text="Your role here: owner, admin or member.",
+    )
     created_by = UserSummarySerializer(read_only=True, allow_null=True)
     last_message = MessageSerializer(read_only=True, allow_null=True)
     unread_count = serializers.IntegerField(
@@ -196,7 +234,12 @@ class ConversationSerializer(serializers.ModelSerializer):
         model = Conversation
         fields = [
             "conversation_id",
+            "title",
+            "description",
+            "avatar",
             "participants",
+            "participant_count",
+            "role",
             "created_by",
             "created_at",
             "last_activity_at",
@@ -205,6 +248,38 @@ class ConversationSerializer(serializers.ModelSerializer):
             "unread_count",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(ConversationAvatarSerializer(allow_null=True))
+    def get_avatar(self, conversation) -> dict | None:
+        return avatar_representation(conversation.avatar_id)
+
+    @extend_schema_field(ParticipantSerializer(many=True))
+    def get_participants(self, conversation) -> list[dict]:
+        # The same rows as the lists (one query per conversation: this serializer documents the shape).
+        people = selectors.participants_by_conversation([conversation.pk])[str(conversation.pk)]
+        return [_participant(*person) for person in people]
+
+
+def avatar_representation(attachment_id) -> dict | None:
+    return None if attachment_id is None else {
+        "attachment_id": str(attachment_id), "download_url": download_path(attachment_id)
+    }
+
+
+def _participant(user_id, first_name, last_name, role) -> dict:
+    return {"user_id": str(user_id), "first_name": first_name, "last_name": last_name, "role": role}
+
+
+def participant_rows_representation(rows: list[dict]) -> list[dict]:
+    """ConversationParticipantSerializer's output for value rows (selectors.participant_rows)."""
+    zone = _zone()
+    return [
+        {
+            **_participant(row["user__user_id"], row["user__first_name"], row["user__last_name"], row["role"]),
+            "joined_at": _time(row["joined_at"], zone),
+        }
+        for row in rows
+    ]
 
 
 def _person(user_id, first_name, last_name) -> dict:
@@ -338,7 +413,12 @@ def conversation_rows_representation(rows, participants: dict, viewer: str | Non
         creator = row["created_by__user_id"]
         out.append({
             "conversation_id": str(row["conversation_id"]),
-            "participants": [_person(*p) for p in participants[str(row["conversation_id"])]],
+            "title": row["title"],
+            "description": row["description"],
+            "avatar": avatar_representation(row["avatar_id"]),
+            "participants": [_participant(*p) for p in participants[str(row["conversation_id"])]],
+            "participant_count": row["participant_count"],
+            "role": row["my_role"],
             "created_by": None if creator is None else _person(
                 creator, row["created_by__first_name"], row["created_by__last_name"]
             ),
@@ -618,6 +698,34 @@ class ConversationCreateSerializer(InputSerializer):
 
 class ParticipantAddSerializer(InputSerializer):
     user_id = ContactIdField(help_text="The person to add.")
+
+
+# The roles the owner gives (ownership passes on only when they leave).
+ASSIGNABLE_ROLES = [ConversationMembership.Role.ADMIN.value, ConversationMembership.Role.MEMBER.value]
+
+
+class ParticipantRoleSerializer(InputSerializer):
+    role = serializers.ChoiceField(
+        choices=ASSIGNABLE_ROLES,
+        help_text="admin or member (the owner's role passes on only when they leave).",
+    )
+
+
+class ConversationUpdateSerializer(InputSerializer):
+    """What a group's owner and admins may change (PATCH: any of them)."""
+
+    title = StrictCharField(
+        required=False, allow_blank=True, max_length=CONVERSATION_TITLE_MAX_LENGTH,
+        help_text=f"The group's name, at most {CONVERSATION_TITLE_MAX_LENGTH} characters (empty: none).",
+    )
+    description = StrictCharField(
+        required=False, allow_blank=True, max_length=CONVERSATION_DESCRIPTION_MAX_LENGTH, trim_whitespace=False,
+        help_text=f"At most {CONVERSATION_DESCRIPTION_MAX_LENGTH} characters (empty: none).",
+    )
+    avatar = serializers.UUIDField(
+        required=False, allow_null=True,
+        help_text="attachment_id of an image you uploaded (POST /api/attachments/) and have not sent; null removes it.",
+    )
 
 
 class MarkReadSerializer(InputSerializer):

@@ -41,10 +41,9 @@ from django.http import Http404
 from django.utils import timezone
 
 from attachments import services as attachment_services
-from chats import events, presence, selectors, services_reactions
+from chats import events, presence, selectors, services_groups, services_reactions
 from chats.models import (
     MAX_INITIAL_MESSAGES,
-    MAX_PARTICIPANTS,
     Conversation,
     ConversationMembership,
     Message,
@@ -188,9 +187,9 @@ def conversation_create(
         raise ValidationError(
             {"participants": ["A conversation needs at least one participant besides you."]}
         )
-    if len(ids) > MAX_PARTICIPANTS:
+    if len(ids) > settings.CHATS_MAX_PARTICIPANTS:
         raise ValidationError(
-            {"participants": [f"A conversation has at most {MAX_PARTICIPANTS} participants."]}
+            {"participants": [f"A conversation has at most {settings.CHATS_MAX_PARTICIPANTS} participants."]}
         )
     if len(message_bodies) > MAX_INITIAL_MESSAGES:
         raise ValidationError(
@@ -226,10 +225,17 @@ def _conversation_insert(
 ) -> Conversation:
     now = timezone.now()
     conversation = Conversation.objects.create(
-        created_by=creator, created_at=now, last_activity_at=now, direct_key=direct_key
+        created_by=creator, created_at=now, last_activity_at=now, direct_key=direct_key, participant_count=len(users)
     )
+    # The creator owns it (chats/services_groups.py).
     ConversationMembership.objects.bulk_create(
-        ConversationMembership(conversation=conversation, user=user, joined_at=now) for user in users
+        ConversationMembership(
+            conversation=conversation,
+            user=user,
+            joined_at=now,
+            role=ConversationMembership.Role.OWNER if user.pk == creator.pk else ConversationMembership.Role.MEMBER,
+        )
+        for user in users
     )
     if message_bodies:
         # Distinct, increasing timestamps keep the initial messages in the order given.
@@ -251,40 +257,53 @@ def _conversation_insert(
 
 
 @events.atomic
-def conversation_add_participant(*, conversation: Conversation, actor: User, user_id: UUID) -> bool:
+def conversation_add_participant(*, conversation: Conversation, actor: User | None, user_id: UUID) -> bool:
     """
-    Any participant may add an active user. Returns False if they were already in.
+    Adds an active user as a member: in a group, its owner or an admin; in a two-person conversation,
+    either person (chats/services_groups.py); actor None: staff, through the admin. Returns False if
+    they were already in.
     The history before they joined counts as read: their unread count starts at 0.
+    A fixed number of queries whatever the conversation's size (test_groups pins it).
     """
     locked = _lock(conversation)
+    if actor is not None:
+        services_groups.check_may_manage(locked, actor, "add participants")
     (user,) = _active_users([user_id], field="user_id")
-    members = ConversationMembership.objects.filter(conversation=locked)
-    if members.filter(user=user).exists():
+    if ConversationMembership.objects.filter(conversation=locked, user=user).exists():
         return False
-    if members.count() >= MAX_PARTICIPANTS:
-        raise ValidationError({"user_id": [f"A conversation has at most {MAX_PARTICIPANTS} participants."]})
+    if locked.participant_count >= settings.CHATS_MAX_PARTICIPANTS:
+        raise ValidationError(
+            {"user_id": [f"A conversation has at most {settings.CHATS_MAX_PARTICIPANTS} participants."]}
+        )
     ConversationMembership.objects.create(
         conversation=locked, user=user, last_read_at=locked.last_activity_at if locked.message_count else None
     )
-    Conversation.objects.filter(pk=locked.pk).update(direct_key=None)
+    Conversation.objects.filter(pk=locked.pk).update(direct_key=None, participant_count=F("participant_count") + 1)
     # New to them; a membership change to everyone else.
     events.conversation_changed("conversation.created", locked.pk, recipients=[user.pk])
-    events.conversation_changed(
-        "conversation.updated", locked.pk, recipients=set(members.values_list("user_id", flat=True)) - {user.pk}
-    )
+    events.conversation_changed("conversation.updated", locked.pk, exclude=user.pk)
     return True
 
 
 @events.atomic
 def conversation_remove_participant(*, conversation: Conversation, actor: User, user_id: UUID) -> None:
-    """A participant may leave; the conversation's creator may remove others."""
+    """
+    A participant may leave; others are removed by a group's owner or admins (admins: members only),
+    or by a two-person conversation's owner (chats/services_groups.py). An owner who leaves passes
+    ownership on. A fixed number of queries whatever the conversation's size.
+    """
     locked = _lock(conversation)
-    if user_id != actor.pk and locked.created_by_id != actor.pk:
-        raise PermissionDenied("Only the conversation's creator can remove other participants.")
-    deleted, _ = ConversationMembership.objects.filter(conversation=locked, user_id=user_id).delete()
-    if not deleted:
+    # The actor's role first: a non-participant learns nothing (404), not even who takes part.
+    role = services_groups.role_of(locked, actor) if user_id != actor.pk else None
+    membership = ConversationMembership.objects.filter(conversation=locked, user_id=user_id).first()
+    if user_id != actor.pk:
+        services_groups.check_may_remove(locked, role, membership.role if membership else "member")
+    if membership is None:
         raise Http404("This user is not a participant.")
-    Conversation.objects.filter(pk=locked.pk).update(direct_key=None)
+    membership.delete()
+    Conversation.objects.filter(pk=locked.pk).update(direct_key=None, participant_count=F("participant_count") - 1)
+    if membership.role == ConversationMembership.Role.OWNER:
+        services_groups.pass_ownership(locked)
     events.conversation_removed(locked.pk, user_id)
     events.conversation_changed("conversation.updated", locked.pk)
 

@@ -13,7 +13,7 @@ from uuid import UUID
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from chats import events, selectors
+from chats import events, selectors, services_groups
 from chats.emoji import emoji_code, is_single_emoji
 from chats.models import MAX_PINS, MAX_REACTION_KINDS, Conversation, Message, MessagePin, MessageReaction, User
 
@@ -117,10 +117,12 @@ def reactions_delete_for_user(*, user_id: UUID) -> None:
 @events.atomic
 def pin_add(*, conversation: Conversation, user: User, message_id: UUID) -> tuple[MessagePin, bool]:
     """
-    A participant (the caller checked) pins a message of the conversation. Returns (pin, created):
-    pinning a pinned message changes nothing. Deleted messages cannot be pinned; at most MAX_PINS.
+    A participant (the caller checked; in a group, its owner or an admin: chats/services_groups.py)
+    pins a message of the conversation. Returns (pin, created): pinning a pinned message changes
+    nothing. Deleted messages cannot be pinned; at most MAX_PINS.
     """
     locked = selectors.conversation_for_update(conversation_id=conversation.pk)
+    services_groups.check_may_manage(locked, user, "pin messages")
     message = Message.objects.filter(pk=message_id, conversation=locked).select_related("sender").first()
     if message is None:
         raise ValidationError({"message_id": ["No message with this id in this conversation."]})
@@ -139,8 +141,9 @@ def pin_add(*, conversation: Conversation, user: User, message_id: UUID) -> tupl
 
 @events.atomic
 def pin_remove(*, conversation: Conversation, user: User, message_id: UUID) -> None:
-    """A participant (the caller checked) unpins a message; one not pinned is no change (idempotent)."""
+    """A participant (in a group, its owner or an admin) unpins a message; one not pinned is no change (idempotent)."""
     locked = selectors.conversation_for_update(conversation_id=conversation.pk)
+    services_groups.check_may_manage(locked, user, "unpin messages")
     deleted, _ = MessagePin.objects.filter(conversation=locked, message_id=message_id).delete()
     if deleted:
         events.message_unpinned(locked.pk, message_id, user_id=user.pk)

@@ -473,6 +473,9 @@ SPECTACULAR_SETTINGS = {
         "ClientErrorEnum": "drf_standardized_errors.openapi_serializers.ClientErrorEnum.choices",
         "ServerErrorEnum": "drf_standardized_errors.openapi_serializers.ServerErrorEnum.choices",
         "ErrorCode401Enum": "chats.schema.ErrorCode401Enum.choices",
+        "UserRoleEnum": "chats.models.USER_ROLES",
+        "ParticipantRoleEnum": "chats.models.PARTICIPANT_ROLES",
+        "AssignableRoleEnum": "chats.serializers.ASSIGNABLE_ROLES",
         "TokenObtainErrorCode401Enum": "chats.schema.TokenObtainErrorCode401Enum.choices",
         "TokenRefreshErrorCode401Enum": "chats.schema.TokenRefreshErrorCode401Enum.choices",
         "TokenBlacklistErrorCode401Enum": "chats.schema.TokenBlacklistErrorCode401Enum.choices",
@@ -510,6 +513,12 @@ WS_MAX_PENDING_EVENTS = env.int("WS_MAX_PENDING_EVENTS", default=1000)
 # Seconds a user must have no socket open before they are announced offline (chats/presence.py):
 # a reload or a short network drop announces nothing.
 PRESENCE_OFFLINE_GRACE = env.float("PRESENCE_OFFLINE_GRACE", default=10.0)
+# People in one conversation, the creator included (issue 14: 1,000-member groups). Responses stay
+# bounded whatever it is: a conversation lists at most 100 participants inline with its
+# `participant_count`; GET /api/conversations/{id}/participants/ pages through all (docs/groups.md).
+CHATS_MAX_PARTICIPANTS = env.int("CHATS_MAX_PARTICIPANTS", default=1000)
+if CHATS_MAX_PARTICIPANTS < 2:
+    raise ImproperlyConfigured("CHATS_MAX_PARTICIPANTS must be at least 2.")
 # Days each user's events are kept for replay (GET /api/events/?since=, the socket's resume):
 # older ones are deleted by `manage.py prune_events`, and a cursor before them is answered 410.
 EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=7)

@@ -6,6 +6,7 @@ the edit history, and sends the events the API would. What the admin refuses ans
 with a message on the page and changes nothing.
 """
 import pytest
+from django.test import override_settings
 
 from chats import delivery, services
 from chats.models import Conversation, ConversationMembership, Message, MessageEdit, User
@@ -110,6 +111,9 @@ def assert_stored_state_matches_rows():
         assert conversation.message_count == rows.count(), conversation
         assert conversation.last_message_id == (newest.pk if newest else None), conversation
         assert conversation.last_activity_at == (newest.sent_at if newest else conversation.created_at)
+        assert conversation.participant_count == conversation.memberships.count(), conversation
+        owners = conversation.memberships.filter(role=ConversationMembership.Role.OWNER).count()
+        assert owners == (1 if conversation.participant_count else 0), conversation
         for membership in conversation.memberships.all():
             unread = rows.filter(is_deleted=False).exclude(sender_id=membership.user_id)
             if membership.last_read_at is not None:
@@ -344,8 +348,9 @@ def test_the_membership_inline_adds_and_removes_through_the_participant_services
     assert set(received[alice]) == {"conversation.updated"}
 
 
+@override_settings(CHATS_MAX_PARTICIPANTS=100)
 def test_a_refused_addition_rolls_back_the_whole_admin_request(admin_client, admin_post, alice, bob, carol):
-    """At the 100-participant cap: the removal in the same POST is undone with the refused addition."""
+    """At a 100-participant cap: the removal in the same POST is undone with the refused addition."""
     others = UserFactory.create_batch(98)
     conversation = make_conversation(alice, bob, *others, messages=("hello",))
     dave = UserFactory()

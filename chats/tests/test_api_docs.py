@@ -141,6 +141,8 @@ BODY_FIELDS_TO_FILL = {
     ("post", "/api/token/blacklist/"): {"refresh": lambda world: world["login"]()["refresh"]},
 }
 PLACEHOLDERS = {PLACEHOLDER_ID, PLACEHOLDER_REFRESH}
+# Path user_ids that are another participant's (fill_path gives the user's own: leaving).
+OTHER_PARTICIPANT = {("patch", "/api/conversations/{conversation_id}/participants/{user_id}/")}
 # An upload (POST /api/attachments/) has no example to send as-is: the reader picks a file, as here.
 FILE_UPLOAD = object()
 
@@ -199,8 +201,10 @@ def test_every_default_example_succeeds_as_is_for_a_logged_in_user():
 
     for method, path, operation in operations_in_session_order(schema):
         if access:
-            # Fresh objects for each operation: a conversation with someone and the user's message in it.
-            world["conversation"] = make_conversation(world["me"], UserFactory(), messages=("Hi",))
+            # Fresh objects for each operation: a group the user owns (so its details and roles can
+            # change) and the user's message in it.
+            world["other"] = UserFactory()
+            world["conversation"] = make_conversation(world["me"], world["other"], UserFactory(), messages=("Hi",))
             world["message"] = world["conversation"].messages.get()
             world["attachment"] = attachment_create(uploader=world["me"], upload=png_upload())
             world["me"].webhooks.all().delete()  # at most WEBHOOKS_MAX_PER_USER, as tokens
@@ -213,6 +217,8 @@ def test_every_default_example_succeeds_as_is_for_a_logged_in_user():
             assert placeholder in PLACEHOLDERS, f"{method} {path}: {field} is not a marked placeholder"
             body[field] = fill(world)
         url = fill_path(path, world) if access else path
+        if (method, path) in OTHER_PARTICIPANT:  # the owner's own role does not change: someone else's
+            url = url.replace(str(world["me"].pk), str(world["other"].pk))
         credentials = {"HTTP_AUTHORIZATION": f"Bearer {access}"} if access and operation.get("security") else {}
         query = default_query(schema, operation)
         if query:

@@ -334,6 +334,7 @@ def test_concurrent_reactions_keep_the_summary_exact():
     from django.core.exceptions import ValidationError
 
     from chats.models import MAX_PINS, MessagePin, MessageReaction
+    from chats.services_groups import participant_set_role
     from chats.services_reactions import pin_add, reaction_add, reaction_remove
 
     sender = UserFactory()
@@ -366,6 +367,8 @@ def test_concurrent_reactions_keep_the_summary_exact():
     for earlier in messages[: MAX_PINS - 2]:
         pin_add(conversation=conversation, user=sender, message_id=earlier.pk)
     racers = messages[MAX_PINS - 2:]
+    # In a group, its owner and admins pin (chats/services_groups.py).
+    participant_set_role(conversation=conversation, actor=sender, user_id=people[0].pk, role="admin")
 
     def pin(m):
         try:

@@ -130,10 +130,10 @@ class TestVisibility:
         assert body["message_count"] == 2
         assert body["last_message"]["message_body"] == "second"
         assert set(body) == {
-            "conversation_id", "participants", "created_by", "created_at",
-            "last_activity_at", "message_count", "last_message", "unread_count",
+            "conversation_id", "title", "description", "avatar", "participants", "participant_count", "role",
+            "created_by", "created_at", "last_activity_at", "message_count", "last_message", "unread_count",
         }
-        assert set(body["participants"][0]) == {"user_id", "first_name", "last_name"}
+        assert set(body["participants"][0]) == {"user_id", "first_name", "last_name", "role"}
 
     def test_anonymous_gets_401(self, api, conversation):
         assert_error(api.get(URL), 401)

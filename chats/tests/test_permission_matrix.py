@@ -294,9 +294,13 @@ MATRIX = [
     Row("GET", C + "/", for_members(200)),
     Row("GET", C + ".json", for_members(200), note="(format suffix)"),
     Row("PUT", C + "/", NOT_ALLOWED, data={"participants": ["{outsider}"]}),
-    Row("PATCH", C + "/", NOT_ALLOWED, data={"participants": ["{outsider}"]}),
+    # Group details and roles (the conversation is a group of three: `owner` owns it, `participant`
+    # is a plain member). test_groups.py has the full matrix of roles, admins included.
+    Row("PATCH", C + "/", for_members(200, refused_member=403), data={"title": "Renamed"}),
     Row("DELETE", C + "/", NOT_ALLOWED),
-    Row("POST", C + "/participants/", for_members(201), data={"user_id": "{newcomer}"}),
+    Row("POST", C + "/participants/", for_members(201, refused_member=403), data={"user_id": "{newcomer}"}),
+    Row("GET", C + "/participants/", for_members(200), check=count_is(3)),
+    Row("PATCH", C + "/participants/{third}/", for_members(200, refused_member=403), data={"role": "admin"}),
     Row("DELETE", C + "/participants/{third}/", for_members(204, refused_member=403), note="(remove someone else)"),
     Row("DELETE", C + "/participants/{me}/", per_actor(401, 404, 204, 204, 404), note="(leave)"),
     Row("GET", C + "/read-markers/", for_members(200)),
@@ -334,10 +338,10 @@ MATRIX = [
     Row("POST", "/api/messages/" + M + "/reactions/", for_members(201), data={"emoji": "\N{THUMBS UP SIGN}"}),
     Row("DELETE", "/api/messages/" + M + "/reactions/?emoji=%F0%9F%91%8D", for_members(204)),
     Row("GET", "/api/messages/" + M + "/reactions/", NOT_ALLOWED),
-    # --- Pins: any participant pins and unpins any message of the conversation
+    # --- Pins: any participant sees them; in a group, its owner and admins pin and unpin
     Row("GET", C + "/pins/", for_members(200), check=count_is(0)),
-    Row("POST", C + "/pins/", for_members(201), data={"message_id": "{message}"}),
-    Row("DELETE", C + "/pins/" + M + "/", for_members(204)),
+    Row("POST", C + "/pins/", for_members(201, refused_member=403), data={"message_id": "{message}"}),
+    Row("DELETE", C + "/pins/" + M + "/", for_members(204, refused_member=403)),
     Row("GET", C + "/pins/" + M + "/", NOT_ALLOWED),
     # --- Attachments: the uploader, and the participants of the conversation of the message carrying it
     Row("POST", "/api/attachments/", per_actor(401, 201, 201, 201, 201), data="upload"),
@@ -789,17 +793,20 @@ def test_conversation_create_ignores_server_fields(world):
     assert set(conversation.participants.all()) == {world.participant, world.newcomer}
 
 
-@pytest.mark.parametrize("method", ["put", "patch"])
-@pytest.mark.parametrize("actor", ["owner", "participant"])
-def test_participants_cannot_be_rewritten_through_the_conversation(world, method, actor):
-    """PUT/PATCH on a conversation are 405: membership changes only through /participants/."""
+@pytest.mark.parametrize("method,actor,status", [
+    ("put", "owner", 405), ("put", "participant", 405), ("patch", "owner", 200), ("patch", "participant", 403),
+])
+def test_participants_cannot_be_rewritten_through_the_conversation(world, method, actor, status):
+    """PUT is 405 and PATCH ignores them: membership changes only through /participants/."""
     response = getattr(world.client(actor), method)(
         f"/api/conversations/{world.conversation.pk}/",
         {"participants": [str(world.outsider.pk)], "created_by": str(world.outsider.pk)},
         format="json",
     )
 
-    assert_error(response, 405)
+    assert response.status_code == status, response.content
+    if status != 200:
+        assert_error(response, status)
     world.conversation.refresh_from_db()
     assert set(world.conversation.participants.all()) == {world.owner, world.participant, world.third}
     assert world.conversation.created_by == world.owner
@@ -807,7 +814,7 @@ def test_participants_cannot_be_rewritten_through_the_conversation(world, method
 
 def test_participant_add_uses_only_user_id(world):
     """Extra fields in an add (another conversation, a role) are ignored."""
-    response = world.client("participant").post(
+    response = world.client("owner").post(
         f"/api/conversations/{world.conversation.pk}/participants/",
         {"user_id": str(world.newcomer.pk), "conversation": str(world.elsewhere.conversation_id), "role": "admin"},
         format="json",
@@ -818,6 +825,7 @@ def test_participant_add_uses_only_user_id(world):
     assert world.conversation.participants.filter(pk=world.newcomer.pk).exists()
     world.newcomer.refresh_from_db()
     assert world.newcomer.role == "guest"
+    assert ConversationMembership.objects.get(user=world.newcomer).role == "member"
 
 
 def test_role_cannot_be_changed_through_me(world):

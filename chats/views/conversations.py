@@ -7,13 +7,15 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
-from chats import selectors, services
+from chats import selectors, services, services_groups
 from chats.filters import ConversationFilter
-from chats.models import Conversation, Message
+from chats.models import MAX_INLINE_PARTICIPANTS, Conversation, Message
 from chats.pagination import NON_FILTERING_PARAMS, PLAIN_PAGE_PARAMS, KnownCountPagination
 from chats.permissions import conversation_for_participant_or_404
 from chats.schema import (
     CONVERSATION_CREATE_EXAMPLES,
+    CONVERSATION_UPDATE_EXAMPLES,
+    PARTICIPANT_ROLE_EXAMPLES,
     MARK_READ_EXAMPLES,
     PARTICIPANT_ADD_EXAMPLES,
     SEARCH_ERRORS,
@@ -22,12 +24,16 @@ from chats.schema import (
 )
 from chats.serializers import (
     ConversationCreateSerializer,
+    ConversationParticipantSerializer,
     ConversationSerializer,
+    ConversationUpdateSerializer,
     MarkReadSerializer,
     ParticipantAddSerializer,
+    ParticipantRoleSerializer,
     ReadMarkerSerializer,
     ReadStateSerializer,
     conversation_rows_representation,
+    participant_rows_representation,
     read_marker_rows_representation,
 )
 from chats.throttles import SendRateThrottle
@@ -74,6 +80,8 @@ class ConversationViewSet(
         "create": ConversationCreateSerializer,
         "add_participant": ParticipantAddSerializer,
         "read": MarkReadSerializer,
+        "partial_update": ConversationUpdateSerializer,
+        "set_participant_role": ParticipantRoleSerializer,
     }
 
     def get_serializer_class(self):
@@ -92,6 +100,8 @@ class ConversationViewSet(
         """The inbox's size from the memberships alone (not a COUNT over the annotated page query)."""
         if self.action == "list" and set(self.request.query_params) <= NON_FILTERING_PARAMS:
             return selectors.conversation_total_for_user(user=self.request.user)
+        if self.action == "list_participants":
+            return self.the_conversation().participant_count  # kept by the services: no COUNT
         return None
 
     def list(self, request, *args, **kwargs):
@@ -105,9 +115,47 @@ class ConversationViewSet(
         return self.get_paginated_response(conversation_rows_representation(rows, people, str(request.user.pk)))
 
     def respond(self, conversation: Conversation, status_code: int = status.HTTP_200_OK) -> Response:
-        fresh = self.get_queryset().get(pk=conversation.pk)
-        data = ConversationSerializer(fresh, context={"viewer": str(self.request.user.pk)}).data
+        """The conversation as the inbox shows it (rows: at most MAX_INLINE_PARTICIPANTS people inline)."""
+        rows = list(selectors.conversation_rows(self.get_queryset().filter(pk=conversation.pk)))
+        if not rows:  # they just left it
+            raise NotFound
+        people = selectors.participants_by_conversation([rows[0]["conversation_id"]])
+        data = conversation_rows_representation(rows, people, str(self.request.user.pk))[0]
         return Response(data, status=status_code)
+
+    def the_conversation(self) -> Conversation:
+        """The conversation of the URL if the caller takes part in it, else 404 (one query, nothing prefetched)."""
+        if not hasattr(self, "_conversation"):
+            self._conversation = conversation_for_participant_or_404(
+                user=self.request.user, conversation_id=self.kwargs["conversation_id"]
+            )
+        return self._conversation
+
+    def retrieve(self, request, *args, **kwargs):
+        return self.respond(self.the_conversation())
+
+    @extend_schema(
+        summary="Change a group's title, description or avatar",
+        description=(
+            "Groups (three people or more) only: their owner and admins (403 for members; 400 for a "
+            "two-person conversation). Send any of `title`, `description`, `avatar` (an image you "
+            "uploaded with POST /api/attachments/ and have not sent, or null to remove it: a replaced "
+            "avatar is deleted). Every participant gets a `conversation.updated` event."
+        ),
+        request=ConversationUpdateSerializer,
+        responses={200: ConversationSerializer, 403: ErrorResponse403Serializer},
+        examples=CONVERSATION_UPDATE_EXAMPLES,
+    )
+    def partial_update(self, request, conversation_id=None):
+        conversation = self.the_conversation()
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        changes = {name: serializer.validated_data[name] for name in ("title", "description")
+                   if name in serializer.validated_data}
+        if "avatar" in serializer.validated_data:
+            changes["avatar_id"] = serializer.validated_data["avatar"]
+        services_groups.conversation_update(conversation=conversation, actor=request.user, **changes)
+        return self.respond(conversation)
 
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
@@ -122,14 +170,18 @@ class ConversationViewSet(
 
     @extend_schema(
         summary="Add a participant",
-        description="Any participant may add an active user. 201 if added, 200 if they were already in.",
+        description=(
+            "Adds an active user as a member: in a group (three people or more), its owner or an admin "
+            "(403 for members); in a two-person conversation, either person. 201 if added, 200 if they "
+            "were already in. At most CHATS_MAX_PARTICIPANTS (1,000 unless configured) people."
+        ),
         request=ParticipantAddSerializer,
         responses={201: ConversationSerializer, 200: ConversationSerializer},
         examples=PARTICIPANT_ADD_EXAMPLES,
     )
     @action(detail=True, methods=["post"], url_path="participants")
     def add_participant(self, request, conversation_id=None):
-        conversation = self.get_object()
+        conversation = self.the_conversation()
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         added = services.conversation_add_participant(
@@ -140,8 +192,10 @@ class ConversationViewSet(
     @extend_schema(
         summary="Leave, or remove a participant",
         description=(
-            "A participant may remove themself (leave); the conversation's creator may remove anyone. "
-            "Whoever is removed loses access at once."
+            "A participant may remove themself (leave). In a group, its owner removes anyone and its admins "
+            "remove members (403 otherwise); in a two-person conversation, its owner (the creator) removes "
+            "the other. Whoever is removed loses access at once. When the owner leaves, ownership passes to "
+            "the admin who joined first, else to the member who joined first."
         ),
         parameters=[OpenApiParameter("user_id", str, OpenApiParameter.PATH, description="The participant's user_id.")],
         request=None,
@@ -149,13 +203,58 @@ class ConversationViewSet(
     )
     @action(detail=True, methods=["delete"], url_path=r"participants/(?P<user_id>[^/.]+)")
     def remove_participant(self, request, conversation_id=None, user_id=None):
-        conversation = self.get_object()
+        conversation = self.the_conversation()
+        services.conversation_remove_participant(
+            conversation=conversation, actor=request.user, user_id=self.participant_id(user_id)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @staticmethod
+    def participant_id(user_id: str) -> UUID:
         try:
-            target = UUID(user_id)
+            return UUID(user_id)
         except ValueError:
             raise NotFound("This user is not a participant.")
-        services.conversation_remove_participant(conversation=conversation, actor=request.user, user_id=target)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Make a participant an admin, or a member again",
+        description=(
+            "The owner only (403 for anyone else in the conversation). The owner's own role cannot be "
+            "changed (400): it passes on when they leave. Every participant gets a "
+            "`participant.role_changed` event when the role changed."
+        ),
+        parameters=[OpenApiParameter("user_id", str, OpenApiParameter.PATH, description="The participant's user_id.")],
+        request=ParticipantRoleSerializer,
+        responses={200: ConversationParticipantSerializer, 403: ErrorResponse403Serializer},
+        examples=PARTICIPANT_ROLE_EXAMPLES,
+    )
+    @remove_participant.mapping.patch
+    def set_participant_role(self, request, conversation_id=None, user_id=None):
+        conversation = self.the_conversation()
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        membership, _changed = services_groups.participant_set_role(
+            conversation=conversation, actor=request.user, user_id=self.participant_id(user_id),
+            role=serializer.validated_data["role"],
+        )
+        row = selectors.participant_rows(conversation=conversation).filter(pk=membership.pk).first()
+        return Response(participant_rows_representation([row])[0])
+
+    @extend_schema(
+        summary="Every participant, with their role",
+        description=(
+            "Pages through all the participants (a conversation's own representation lists only the first "
+            f"{MAX_INLINE_PARTICIPANTS}), in name order, each with their role and when they joined. "
+            "Participants only."
+        ),
+        responses={200: ConversationParticipantSerializer(many=True)},
+        filters=False,
+    )
+    @add_participant.mapping.get
+    def list_participants(self, request, conversation_id=None):
+        conversation = self.the_conversation()
+        page = self.paginate_queryset(selectors.participant_rows(conversation=conversation))
+        return self.get_paginated_response(participant_rows_representation(page))
 
     @extend_schema(
         summary="Everyone's read marker (\"seen by\")",
