@@ -131,7 +131,7 @@ class TestVisibility:
         assert body["last_message"]["message_body"] == "second"
         assert set(body) == {
             "conversation_id", "participants", "created_by", "created_at",
-            "last_activity_at", "message_count", "last_message", "unread_count",
+            "last_activity_at", "message_count", "last_message", "unread_count", "unread_mentions",
         }
         assert set(body["participants"][0]) == {"user_id", "first_name", "last_name"}
 
