@@ -131,8 +131,8 @@ class MessageSearchFilter(BoundedSearchFilter):
             return queryset
         view.search_terms = search.search_terms(text, connections[queryset.db].vendor)
         ordering = request.query_params.get(MessageOrderingFilter.ordering_param, "").strip()
-        by_relevance = ordering not in {"sent_at", "-sent_at"}
-        return search.message_search(queryset, view.search_terms, by_relevance=by_relevance)
+        ordering = ordering if ordering in search.ORDERINGS else "relevance"
+        return search.message_search(queryset, view.search_terms, ordering=ordering)
 
 
 class MessageOrderingFilter(filters.OrderingFilter):
@@ -142,3 +142,8 @@ class MessageOrderingFilter(filters.OrderingFilter):
         "`-sent_at` (newest first, the default) or `sent_at`; with `search`, `relevance` (most relevant "
         "first, then newest) is the default."
     )
+
+    def filter_queryset(self, request, queryset, view):
+        if getattr(view, "search_terms", None) is not None:
+            return queryset  # a search: MessageSearchFilter has ordered it
+        return super().filter_queryset(request, queryset, view)
