@@ -596,9 +596,12 @@ class MessageSendSerializer(NestedMessageCreateSerializer):
 
 class MessageUpdateSerializer(InputSerializer):
     message_body = message_body_field()
+    # Write-only: the browsable API's edit example (this serializer over the message) leaves it out,
+    # since an edit that sends `mentions` replaces the listed ones.
     mentions = serializers.ListField(
         child=serializers.UUIDField(),
         required=False,
+        write_only=True,
         max_length=MAX_MENTIONS,
         help_text=(
             "The mentions besides the `@[user_id]`s of the new text (same rules as a send). Left out: those "

@@ -62,14 +62,18 @@ def _unread_by(message: Message) -> Q:
     return Q(last_read_at__isnull=True) | Q(last_read_at__lt=message.sent_at)
 
 
+def _insert_rows(message: Message, user_ids) -> None:
+    MessageMention.objects.bulk_create(
+        MessageMention(message=message, user_id=user_id, conversation_id=message.conversation_id)
+        for user_id in user_ids
+    )
+
+
 def mentions_record(*, message: Message, mentioned: Sequence[str]) -> None:
     """A new message's mentions: its rows, and +1 unread mention for each person (it is unread for them)."""
     if not mentioned:
         return
-    MessageMention.objects.bulk_create(
-        MessageMention(message=message, user_id=user_id, conversation_id=message.conversation_id)
-        for user_id in mentioned
-    )
+    _insert_rows(message, mentioned)
     ConversationMembership.objects.filter(conversation_id=message.conversation_id, user_id__in=mentioned).update(
         unread_mentions=F("unread_mentions") + 1
     )
@@ -89,10 +93,7 @@ def mentions_replace(*, message: Message, mentioned: Sequence[str]) -> None:
             _unread_by(message), conversation_id=message.conversation_id, user_id__in=dropped, unread_mentions__gt=0
         ).update(unread_mentions=F("unread_mentions") - 1)
     if added:
-        MessageMention.objects.bulk_create(
-            MessageMention(message=message, user_id=user_id, conversation_id=message.conversation_id)
-            for user_id in added
-        )
+        _insert_rows(message, added)
         ConversationMembership.objects.filter(
             _unread_by(message), conversation_id=message.conversation_id, user_id__in=added
         ).update(unread_mentions=F("unread_mentions") + 1)
