@@ -269,7 +269,9 @@ class TestReadState:
     def test_mark_read_in_an_empty_conversation_is_200_with_nothing_read(self, alice, bob, client_for):
         conversation = make_conversation(alice, bob)
         body = ok(client_for(alice).post(read_url(conversation), format="json"))
-        assert body == {"conversation_id": str(conversation.pk), "last_read_at": None, "unread_count": 0, "unread_mentions": 0}
+        assert body == {
+            "conversation_id": str(conversation.pk), "last_read_at": None, "unread_count": 0, "unread_mentions": 0
+        }
 
     def test_the_read_marker_never_moves_backwards(self, alice, bob, client_for):
         conversation = make_conversation(bob, alice, messages=("m1", "m2", "m3", "m4"))
