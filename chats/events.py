@@ -260,6 +260,7 @@ def conversation_read(conversation_id: UUID, user_id: UUID) -> None:
             "conversation_id": conversation_id,
             "last_read_at": conversation.my_last_read_at,
             "unread_count": conversation.unread_count,
+            "unread_mentions": conversation.unread_mentions,
         }))]
 
     _emit(frames)

@@ -3,11 +3,14 @@ Query-string filters. Ids are matched as plain UUIDs (never validated against
 other people's data), so a filter cannot reveal whether something exists.
 """
 from datetime import timedelta, timezone
+from uuid import UUID
 
 import django_filters
+from django.db import connections
 from rest_framework import filters, serializers
 
-from chats.models import Conversation, Message
+from chats import search
+from chats.models import Conversation, Message, MessageMention
 
 
 class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
@@ -61,10 +64,30 @@ class MessageFilter(django_filters.FilterSet):
         param="sent_before",
         field_name="sent_at", lookup_expr="lt", label="Sent before (ISO 8601)."
     )
+    # A choice, not a BooleanFilter: that one takes any other value as "no filter" instead of a 400.
+    mentions_me = django_filters.ChoiceFilter(
+        choices=[("true", "true"), ("false", "false")],
+        method="filter_mentions_me",
+        label="true: only messages that mention you (false: no filter).",
+    )
 
     class Meta:
         model = Message
-        fields = ["conversation", "sender", "parent_message", "sent_after", "sent_before"]
+        fields = ["conversation", "sender", "parent_message", "sent_after", "sent_before", "mentions_me"]
+
+    def filter_mentions_me(self, queryset, name, value):
+        if value != "true":
+            return queryset
+        # The ids off the (user, conversation, message) mention index: one conversation's when known.
+        mine = MessageMention.objects.filter(user=self.request.user)
+        conversation = self.request.parser_context["kwargs"].get("conversation_id") or self.form.cleaned_data.get(
+            "conversation"
+        )
+        try:
+            mine = mine.filter(conversation_id=UUID(str(conversation))) if conversation else mine
+        except ValueError:
+            return queryset.none()  # the conversation view answers 404 before
+        return queryset.filter(pk__in=mine.values("message_id"))
 
 
 class BoundedSearchFilter(filters.SearchFilter):
@@ -86,3 +109,41 @@ class BoundedSearchFilter(filters.SearchFilter):
         except serializers.ValidationError as exc:
             raise serializers.ValidationError({self.search_param: exc.detail})
         return super().get_search_terms(request)
+
+
+class MessageSearchFilter(BoundedSearchFilter):
+    """
+    `?search=` on the message lists: full-text search on the database's own index (chats/search.py),
+    most relevant first unless `ordering=sent_at|-sent_at`. The view gets the words searched
+    (`search_terms`) for the snippets.
+    """
+
+    search_description = (
+        "Full-text search of message bodies (docs/search.md): every word (letters and digits; anything else "
+        "separates words) must start a word of the message, case-insensitively. Most relevant first unless "
+        "`ordering=sent_at|-sent_at`; each result carries a highlighted `snippet`. Deleted messages never match."
+    )
+
+    def filter_queryset(self, request, queryset, view):
+        self.get_search_terms(request)  # the length check (400)
+        text = request.query_params.get(self.search_param, "")
+        if not text.strip():
+            return queryset
+        view.search_terms = search.search_terms(text, connections[queryset.db].vendor)
+        ordering = request.query_params.get(MessageOrderingFilter.ordering_param, "").strip()
+        ordering = ordering if ordering in search.ORDERINGS else "relevance"
+        return search.message_search(queryset, view.search_terms, ordering=ordering)
+
+
+class MessageOrderingFilter(filters.OrderingFilter):
+    """`?ordering=` of the message lists: sent_at or -sent_at (default); relevance (default) with ?search=."""
+
+    ordering_description = (
+        "`-sent_at` (newest first, the default) or `sent_at`; with `search`, `relevance` (most relevant "
+        "first, then newest) is the default."
+    )
+
+    def filter_queryset(self, request, queryset, view):
+        if getattr(view, "search_terms", None) is not None:
+            return queryset  # a search: MessageSearchFilter has ordered it
+        return super().filter_queryset(request, queryset, view)

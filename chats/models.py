@@ -23,6 +23,7 @@ CONVERSATION_DESCRIPTION_MAX_LENGTH = 1000
 MAX_INITIAL_MESSAGES = 50  # messages sent along with a new conversation
 MAX_REACTION_KINDS = 20  # different emojis on one message
 MAX_PINS = 50  # pinned messages in one conversation
+MAX_MENTIONS = 50  # different people mentioned by one message
 
 phone_number_validator = RegexValidator(
     regex=r"^\+?[1-9]\d{6,14}$",
@@ -193,6 +194,9 @@ class ConversationMembership(models.Model):
     # One owner per conversation (its creator, then whom ownership passes to when they leave);
     # admins are named by the owner. Read with the membership: no query of its own.
     role = models.CharField(max_length=6, choices=Role.choices, default=Role.MEMBER)
+    # Unread messages (as unread_count counts them) that mention this member, kept exact by the
+    # same services under the same lock (send +1, read recount, edit re-resolves, delete -1).
+    unread_mentions = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [
@@ -246,6 +250,10 @@ class Message(models.Model):
     # order of each emoji's first reaction, its reactors in reaction order. Pages read it with
     # the message's row: no query per message, and `me` needs only the viewer's id.
     reaction_summary = models.JSONField(default=list, blank=True)
+    # The ids (text) of the people it mentions, as payloads show them, in order of first mention;
+    # written with its MessageMention rows (the truth) by the message services. Pages read it
+    # with the message's row: no query per message.
+    mentions = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-sent_at", "-message_id"]
@@ -298,6 +306,32 @@ class MessageReaction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} on {self.message_id}: {self.emoji_code}"
+
+
+class MessageMention(models.Model):
+    """A participant mentioned by a message (never its sender). The source of Message.mentions."""
+
+    # Covered by the unique (message, user) index below: a message's mentions (edit, delete).
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # Covered by the (user, conversation, message) index below.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # The message's conversation, copied so "mentioning me in conversation X" needs no join. Its FK
+    # index serves conversation_delete's cascade (and MySQL would add one for the constraint anyway).
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [
+            # One row per message and person; also the index of "this message's mentions".
+            models.UniqueConstraint(fields=["message", "user"], name="mention_msg_user_uniq"),
+        ]
+        indexes = [
+            # ?mentions_me=true (in one conversation, or all of mine) and the unread_mentions recount
+            # of conversation_mark_read: my mentions in conversation X, message ids read off the index.
+            models.Index(fields=["user", "conversation", "message"], name="mention_user_conv_msg_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} mentions {self.user_id}"
 
 
 class MessagePin(models.Model):

@@ -24,6 +24,7 @@ from chats.models import (
     CONVERSATION_TITLE_MAX_LENGTH,
     MAX_INITIAL_MESSAGES,
     MAX_INLINE_PARTICIPANTS,
+    MAX_MENTIONS,
     MAX_PARTICIPANTS,
     MESSAGE_BODY_MAX_LENGTH,
     Conversation,
@@ -58,9 +59,12 @@ class UserMeSerializer(UserProfileSerializer):
     """Your account, with the unread messages across all your conversations."""
 
     unread_count = serializers.IntegerField(read_only=True)
+    unread_mentions = serializers.IntegerField(
+        read_only=True, help_text="Unread messages that mention you, across all your conversations."
+    )
 
     class Meta(UserProfileSerializer.Meta):
-        fields = UserProfileSerializer.Meta.fields + ["presence_visible", "unread_count"]
+        fields = UserProfileSerializer.Meta.fields + ["presence_visible", "unread_count", "unread_mentions"]
         read_only_fields = fields
 
 
@@ -135,6 +139,12 @@ class MessageSerializer(serializers.ModelSerializer):
         help_text="Reactions by emoji, in order of each emoji's first reaction (empty once deleted). "
         "Event frames carry `user_ids` instead of `me` (docs/websocket.md)."
     )
+    mentions = serializers.ListField(
+        child=serializers.UUIDField(),
+        read_only=True,
+        help_text="user_ids of the participants it mentions (`mentions` and `@[user_id]` in its text; never "
+        "the sender), in order of first mention; empty once deleted. docs/mentions.md.",
+    )
 
     class Meta:
         model = Message
@@ -150,6 +160,7 @@ class MessageSerializer(serializers.ModelSerializer):
             "client_id",
             "attachments",
             "reactions",
+            "mentions",
         ]
         read_only_fields = fields
         extra_kwargs = {
@@ -177,6 +188,20 @@ def _attachments_of(rows: list[dict], prefix: str = "") -> dict[str, list[dict]]
     """The attachments of the messages of these rows that have some: no query if none has, else one."""
     ids = [row[prefix + "message_id"] for row in rows if row[prefix + "has_attachments"]]
     return payload_rows_by_message(ids) if ids else {}
+
+
+class MessageListItemSerializer(MessageSerializer):
+    """A message of a list: with `?search=`, also the matching part of its text, highlighted."""
+
+    snippet = serializers.CharField(
+        required=False,
+        help_text="Only with `?search=`: up to 160 characters of the text around the first match, HTML-escaped, "
+        "each matching word in <mark>...</mark> (the only markup); \"…\" where cut. docs/search.md.",
+    )
+
+    class Meta(MessageSerializer.Meta):
+        fields = MessageSerializer.Meta.fields + ["snippet"]
+        read_only_fields = MessageSerializer.Meta.fields
 
 
 class MessageVersionSerializer(serializers.ModelSerializer):
@@ -229,6 +254,9 @@ class ConversationSerializer(serializers.ModelSerializer):
     unread_count = serializers.IntegerField(
         read_only=True, help_text="Messages from others after your read marker (deleted ones excluded)."
     )
+    unread_mentions = serializers.IntegerField(
+        read_only=True, help_text="Of those unread messages, how many mention you (docs/mentions.md)."
+    )
 
     class Meta:
         model = Conversation
@@ -246,6 +274,7 @@ class ConversationSerializer(serializers.ModelSerializer):
             "message_count",
             "last_message",
             "unread_count",
+            "unread_mentions",
         ]
         read_only_fields = fields
 
@@ -331,6 +360,7 @@ def _message(row: dict, prefix: str = "", zone=None, attachments=(), viewer: str
         "client_id": row[prefix + "client_id"],
         "attachments": [attachment_payload(attachment) for attachment in attachments],
         "reactions": reactions_representation(row[prefix + "reaction_summary"] or [], viewer),
+        "mentions": list(row[prefix + "mentions"] or []),
     }
 
 
@@ -355,6 +385,7 @@ def message_representation(message: Message, viewer: str | None = None) -> dict:
             "sender__first_name": sender.first_name,
             "sender__last_name": sender.last_name,
             "reaction_summary": message.reaction_summary,
+            "mentions": message.mentions,
         },
         attachments=_attachment_rows(message),
         viewer=viewer,
@@ -429,6 +460,7 @@ def conversation_rows_representation(rows, participants: dict, viewer: str | Non
                 row, "last_message__", zone, attachments.get(str(row["last_message__message_id"]), ()), viewer
             ),
             "unread_count": row["unread_count"],
+            "unread_mentions": row["unread_mentions"],
         })
     return out
 
@@ -613,6 +645,15 @@ class MessageSendSerializer(NestedMessageCreateSerializer):
     parent_message = serializers.UUIDField(
         required=False, allow_null=True, help_text="message_id of a message in the same conversation to reply to."
     )
+    mentions = serializers.ListField(
+        child=serializers.UUIDField(),
+        required=False,
+        max_length=MAX_MENTIONS,
+        help_text=(
+            f"user_ids of participants to mention (at most {MAX_MENTIONS}, duplicates collapse), besides any "
+            "`@[user_id]` in the text; mentioning yourself is ignored. docs/mentions.md."
+        ),
+    )
     client_id = StrictCharField(
         required=False,
         allow_blank=False,
@@ -635,6 +676,18 @@ class MessageSendSerializer(NestedMessageCreateSerializer):
 
 class MessageUpdateSerializer(InputSerializer):
     message_body = message_body_field()
+    # Write-only: the browsable API's edit example (this serializer over the message) leaves it out,
+    # since an edit that sends `mentions` replaces the listed ones.
+    mentions = serializers.ListField(
+        child=serializers.UUIDField(),
+        required=False,
+        write_only=True,
+        max_length=MAX_MENTIONS,
+        help_text=(
+            "The mentions besides the `@[user_id]`s of the new text (same rules as a send). Left out: those "
+            "of the message that were not in its old text are kept. docs/mentions.md."
+        ),
+    )
 
 
 class ReactionInputSerializer(InputSerializer):
@@ -740,6 +793,7 @@ class ReadStateSerializer(serializers.Serializer):
         read_only=True, allow_null=True, help_text="sent_at of the newest message you have read."
     )
     unread_count = serializers.IntegerField(read_only=True)
+    unread_mentions = serializers.IntegerField(read_only=True, help_text="Unread messages that mention you.")
 
 
 class ReadMarkerSerializer(serializers.Serializer):

@@ -41,7 +41,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from attachments import services as attachment_services
-from chats import events, presence, selectors, services_groups, services_reactions
+from chats import events, presence, selectors, services_groups, services_mentions, services_reactions
 from chats.models import (
     MAX_INITIAL_MESSAGES,
     Conversation,
@@ -245,7 +245,12 @@ def _conversation_insert(
         ]
         for message in messages:
             message.full_clean(exclude=["conversation", "sender"])
+            message.mentions = services_mentions.mentions_resolve(
+                conversation_id=conversation.pk, sender_id=creator.pk, body=message.message_body
+            )
         Message.objects.bulk_create(messages)
+        for message in messages:
+            services_mentions.mentions_record(message=message, mentioned=message.mentions)
         ConversationMembership.objects.filter(conversation=conversation).exclude(user=creator).update(
             unread_count=len(messages)
         )
@@ -364,7 +369,10 @@ def conversation_mark_read(
         .exclude(sender=user)
         .count()
     )
-    membership.save(update_fields=["last_read_at", "unread_count"])
+    membership.unread_mentions = services_mentions.unread_mentions_count(
+        conversation_id=locked.pk, user_id=user.pk, after=message.sent_at
+    ) if membership.unread_mentions else 0
+    membership.save(update_fields=["last_read_at", "unread_count", "unread_mentions"])
     events.conversation_read(locked.pk, user.pk)
     events.read_marker_moved(locked.pk, user.pk, membership.last_read_at)
 
@@ -378,11 +386,13 @@ def message_send(
     parent_message_id: UUID | None = None,
     client_id: str | None = None,
     attachment_ids: Sequence[UUID] = (),
+    mention_ids: Sequence[UUID] = (),
 ) -> tuple[Message, bool]:
     """
     Append a message; the caller has checked that `sender` is a participant.
     Returns (message, created): a retry with a known client_id returns the original.
     `attachment_ids`: the sender's own uploads, not yet sent; with them the text may be empty.
+    `mention_ids`: participants it mentions besides its `@[user_id]` tokens (services_mentions).
     """
     if client_id:
         # Retries of one client_id queue on the sender's row, wherever they are sent.
@@ -406,6 +416,9 @@ def message_send(
         # Strictly after the previous message, even if the clock stepped back.
         sent_at=max(timezone.now(), locked.last_activity_at + ONE_TICK),
         has_attachments=bool(attachment_ids),
+    )
+    message.mentions = services_mentions.mentions_resolve(
+        conversation_id=locked.pk, sender_id=sender.pk, body=message_body, listed=mention_ids
     )
     # Field checks only: the database enforces the constraints (non-empty body, one client_id
     # per sender) anyway, and full_clean would ask it first, a query per constraint.
@@ -432,6 +445,7 @@ def message_send(
     ConversationMembership.objects.filter(conversation=locked).exclude(user=sender).update(
         unread_count=F("unread_count") + 1
     )
+    services_mentions.mentions_record(message=message, mentioned=message.mentions)
     events.message_changed("message.created", message)
     return message, True
 
@@ -453,8 +467,13 @@ def _check_sender(message: Message, actor: User, verb: str) -> None:
 
 
 @events.atomic
-def message_edit(*, message: Message, actor: User, message_body: str) -> Message:
-    """The sender replaces the text; the previous text goes to the history."""
+def message_edit(
+    *, message: Message, actor: User, message_body: str, mention_ids: Sequence[UUID] | None = None
+) -> Message:
+    """
+    The sender replaces the text; the previous text goes to the history. Mentions are resolved
+    again: the new text's `@[user_id]`s plus `mention_ids`, or, if None, the listed mentions it had.
+    """
     # Lock order: conversation, then message. Every change that emits an event about a
     # conversation holds its lock, so the state an event shows (a conversation's last message,
     # counts) never misses a change whose event comes earlier in anyone's stream.
@@ -463,14 +482,23 @@ def message_edit(*, message: Message, actor: User, message_body: str) -> Message
     _check_sender(locked, actor, "edit")
     if locked.is_deleted:
         raise ValidationError({"message_body": ["A deleted message cannot be edited."]})
-    if locked.message_body == message_body:
+    mentioned = services_mentions.mentions_resolve(
+        conversation_id=locked.conversation_id,
+        sender_id=actor.pk,
+        body=message_body,
+        listed=mention_ids or (),
+        kept=services_mentions.mentions_kept_on_edit(locked) if mention_ids is None else (),
+    )
+    if locked.message_body == message_body and mentioned == locked.mentions:
         return locked
     now = timezone.now()
-    MessageEdit.objects.create(message=locked, message_body=locked.message_body, replaced_at=now)
-    locked.message_body = message_body
-    locked.edited_at = now
+    if locked.message_body != message_body:
+        MessageEdit.objects.create(message=locked, message_body=locked.message_body, replaced_at=now)
+        locked.message_body = message_body
+        locked.edited_at = now
     locked.full_clean(exclude=["conversation", "sender", "parent_message"])
-    locked.save(update_fields=["message_body", "edited_at"])
+    services_mentions.mentions_replace(message=locked, mentioned=mentioned)
+    locked.save(update_fields=["message_body", "edited_at", "mentions"])
     events.message_changed("message.updated", locked)
     return locked
 
@@ -493,10 +521,13 @@ def message_delete(*, message: Message, actor: User) -> Message:
             attachment_services.attachments_delete_for_message(message=locked)
         services_reactions.reactions_clear(message=locked)
         services_reactions.pins_clear(message=locked)
+        services_mentions.mentions_replace(message=locked, mentioned=[])
         locked.is_deleted = True
         locked.message_body = ""
         locked.edited_at = None
         locked.has_attachments = False
-        locked.save(update_fields=["is_deleted", "message_body", "edited_at", "has_attachments", "reaction_summary"])
+        locked.save(update_fields=[
+            "is_deleted", "message_body", "edited_at", "has_attachments", "reaction_summary", "mentions"
+        ])
         events.message_changed("message.deleted", locked)
     return locked

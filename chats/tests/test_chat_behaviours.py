@@ -260,7 +260,7 @@ class TestReadState:
         client = client_for(alice)
         assert unread_everywhere(client, conversation) == 3
         body = ok(client.post(read_url(conversation), {}, format="json"))
-        assert set(body) == {"conversation_id", "last_read_at", "unread_count"}
+        assert set(body) == {"conversation_id", "last_read_at", "unread_count", "unread_mentions"}
         assert body["conversation_id"] == str(conversation.pk)
         assert body["last_read_at"] == ok(client.get(flat(newest)))["sent_at"]
         assert body["unread_count"] == 0
@@ -269,7 +269,9 @@ class TestReadState:
     def test_mark_read_in_an_empty_conversation_is_200_with_nothing_read(self, alice, bob, client_for):
         conversation = make_conversation(alice, bob)
         body = ok(client_for(alice).post(read_url(conversation), format="json"))
-        assert body == {"conversation_id": str(conversation.pk), "last_read_at": None, "unread_count": 0}
+        assert body == {
+            "conversation_id": str(conversation.pk), "last_read_at": None, "unread_count": 0, "unread_mentions": 0
+        }
 
     def test_the_read_marker_never_moves_backwards(self, alice, bob, client_for):
         conversation = make_conversation(bob, alice, messages=("m1", "m2", "m3", "m4"))

@@ -132,6 +132,7 @@ class TestVisibility:
         assert set(body) == {
             "conversation_id", "title", "description", "avatar", "participants", "participant_count", "role",
             "created_by", "created_at", "last_activity_at", "message_count", "last_message", "unread_count",
+            "unread_mentions",
         }
         assert set(body["participants"][0]) == {"user_id", "first_name", "last_name", "role"}
 

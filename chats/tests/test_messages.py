@@ -31,7 +31,7 @@ class TestSend:
         body = response.json()
         assert set(body) == {
             "message_id", "conversation", "sender", "message_body", "sent_at",
-            "edited_at", "is_deleted", "parent_message", "client_id", "attachments", "reactions",
+            "edited_at", "is_deleted", "parent_message", "client_id", "attachments", "reactions", "mentions",
         }
         assert body["conversation"] == str(conversation.pk)
         assert body["sender"] == {"user_id": str(bob.pk), "first_name": "Bob", "last_name": "Baker"}

@@ -593,7 +593,7 @@ async def test_removing_a_participant_sends_removed_to_them_updated_to_the_rest_
 
 async def test_conversation_read_goes_to_the_readers_own_sockets_only(ws, alice, bob, carol):
     """
-    {"type": "conversation.read", "conversation_id", "last_read_at", "unread_count"}:
+    {"type": "conversation.read", "conversation_id", "last_read_at", "unread_count", "unread_mentions"}:
     the read state the REST call returns, to every socket of the reader and nobody else. The
     others get read_marker.moved ("seen by": whose marker, where to), without the reader's unread count.
     """
@@ -612,7 +612,7 @@ async def test_conversation_read_goes_to_the_readers_own_sockets_only(ws, alice,
     seen = set()
     for socket in (bob_phone, bob_laptop):
         event = await receive(socket)
-        assert set(event) == {"type", "conversation_id", "last_read_at", "unread_count", "event_id"}
+        assert set(event) == {"type", "conversation_id", "last_read_at", "unread_count", "unread_mentions", "event_id"}
         assert event == {"type": "conversation.read", **state, "event_id": event["event_id"]}
         seen.add(event["event_id"])
     assert len(seen) == 1  # the same event: the same event_id on every socket of the user

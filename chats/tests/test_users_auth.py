@@ -254,7 +254,7 @@ def test_jwt_bearer_authenticates(alice, api):
     response = api.get(ME_URL)
 
     assert response.status_code == 200, response.content
-    assert set(response.json()) == PROFILE_FIELDS | {"presence_visible", "unread_count"}
+    assert set(response.json()) == PROFILE_FIELDS | {"presence_visible", "unread_count", "unread_mentions"}
     assert response.json()["email"] == alice.email
 
 

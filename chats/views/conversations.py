@@ -61,6 +61,8 @@ from chats.views.base import ScopedViewSet
 @document_validation_errors({"participants": ["invalid"], "messages": ["invalid"]}, actions=["create"])
 # A null item of `messages` is refused as a whole (`messages.3`), not by its fields.
 @document_validation_errors({list_item("messages"): ["null"]}, actions=["create"])
+# services_mentions.mentions_resolve: an `@[user_id]` in a first message that names no participant.
+@document_validation_errors({"mentions": ["not_participant", "max_length"]}, actions=["create"])
 class ConversationViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, ScopedViewSet
 ):
@@ -300,6 +302,7 @@ class ConversationViewSet(
                     "conversation_id": fresh.pk,
                     "last_read_at": fresh.my_last_read_at,
                     "unread_count": fresh.unread_count,
+                    "unread_mentions": fresh.unread_mentions,
                 }
             ).data
         )

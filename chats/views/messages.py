@@ -1,5 +1,6 @@
 from uuid import UUID
 
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from drf_standardized_errors.openapi_serializers import ErrorResponse403Serializer
 from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
@@ -8,10 +9,11 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from chats import selectors, services, services_reactions
-from chats.filters import MessageFilter
+from chats.filters import MessageFilter, MessageOrderingFilter, MessageSearchFilter
 from chats.models import Conversation, Message
 from chats.pagination import NON_FILTERING_PARAMS, PLAIN_PAGE_PARAMS, StandardPagination, TimelinePagination
 from chats.permissions import conversation_for_participant_or_404
+from chats.search import snippet
 from chats.schema import (
     CURSOR_ERRORS,
     MESSAGE_CREATE_EXAMPLES,
@@ -24,6 +26,7 @@ from chats.schema import (
 )
 from chats.serializers import (
     MessageCreateSerializer,
+    MessageListItemSerializer,
     MessageSendSerializer,
     MessageSerializer,
     MessageUpdateSerializer,
@@ -58,6 +61,8 @@ EDIT_SCHEMA = extend_schema(
     responses={200: MessageSerializer, 403: ErrorResponse403Serializer},
     examples=MESSAGE_EDIT_EXAMPLES,
 )
+# services_mentions.mentions_resolve: a mention (listed or `@[user_id]`) of a non-participant, too many.
+MENTION_ERRORS = {"mentions": ["not_participant", "max_length"]}
 DELETE_SCHEMA = extend_schema(
     summary="Delete a message",
     description=DELETE_DESCRIPTION,
@@ -73,8 +78,10 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
     lookup_field = "message_id"
     lookup_value_regex = "[^/]+"
     filterset_class = MessageFilter
+    filter_backends = [DjangoFilterBackend, MessageSearchFilter, MessageOrderingFilter]
     search_fields = ["message_body"]
     ordering_fields = ["sent_at"]
+    search_terms = None  # the words of ?search=, set by MessageSearchFilter
 
     input_serializer_class = MessageSendSerializer
 
@@ -97,8 +104,11 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
         # The pagination picks the page's ids on the timeline index; then those rows, as
         # values (same output as MessageSerializer, without an instance per message).
         ids = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        rows = selectors.message_rows(ids)
-        return self.get_paginated_response(message_rows_representation(rows, str(request.user.pk)))
+        items = message_rows_representation(selectors.message_rows(ids), str(request.user.pk))
+        if self.search_terms is not None:
+            for item in items:
+                item["snippet"] = snippet(item["message_body"], self.search_terms)
+        return self.get_paginated_response(items)
 
     def get_throttles(self):
         throttles = super().get_throttles()
@@ -114,6 +124,7 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
             parent_message_id=data.get("parent_message"),
             client_id=data.get("client_id"),
             attachment_ids=data.get("attachments", ()),
+            mention_ids=data.get("mentions", ()),
         )
         return Response(
             message_representation(message, str(self.request.user.pk)),
@@ -124,7 +135,10 @@ class _MessageViewSetBase(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scop
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         message = services.message_edit(
-            message=self.get_object(), actor=request.user, message_body=serializer.validated_data["message_body"]
+            message=self.get_object(),
+            actor=request.user,
+            message_body=serializer.validated_data["message_body"],
+            mention_ids=serializer.validated_data.get("mentions"),
         )
         return Response(message_representation(message, str(request.user.pk)))
 
@@ -155,7 +169,9 @@ REACTION_EMOJI_PARAMETER = OpenApiParameter(
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Messages of all your conversations, newest first"),
+    list=extend_schema(
+        summary="Messages of all your conversations, newest first", responses=MessageListItemSerializer(many=True)
+    ),
     retrieve=extend_schema(summary="One message from one of your conversations"),
     create=extend_schema(
         summary="Send a message",
@@ -173,6 +189,7 @@ REACTION_EMOJI_PARAMETER = OpenApiParameter(
     {"attachments": ["does_not_exist", "already_attached"], "message_body": ["required", "blank"]},
     actions=["create"],
 )
+@document_validation_errors(MENTION_ERRORS, actions=["create", "partial_update"])
 # Reactions: ?emoji= of a DELETE is checked like the POST's body field; a POST to a deleted
 # message is refused on message_id (services_reactions.reaction_add).
 @extend_validation_errors(
@@ -277,7 +294,9 @@ class MessageViewSet(_MessageViewSetBase):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Messages of one conversation, newest first"),
+    list=extend_schema(
+        summary="Messages of one conversation, newest first", responses=MessageListItemSerializer(many=True)
+    ),
     retrieve=extend_schema(summary="One message of this conversation"),
     create=extend_schema(
         summary="Send a message to this conversation",
@@ -295,6 +314,7 @@ class MessageViewSet(_MessageViewSetBase):
     {"attachments": ["does_not_exist", "already_attached"], "message_body": ["required", "blank"]},
     actions=["create"],
 )
+@document_validation_errors(MENTION_ERRORS, actions=["create", "partial_update"])
 class ConversationMessageViewSet(_MessageViewSetBase):
     def get_conversation(self) -> Conversation:
         if not hasattr(self, "_conversation"):

@@ -114,7 +114,8 @@ class UserViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, ScopedViewSet)
             serializer = UserSettingsSerializer(data=request.data)
             serializer.is_valid(raise_exception=True)
             user = services.user_update_settings(user=user, **serializer.validated_data)
-        user.unread_count = selectors.unread_total_for_user(user=user)
+        totals = selectors.unread_totals_for_user(user=user)
+        user.unread_count, user.unread_mentions = totals["unread_count"], totals["unread_mentions"]
         return Response(UserMeSerializer(user).data)
 
     @extend_schema(
