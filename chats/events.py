@@ -220,6 +220,22 @@ def conversation_read(conversation_id: UUID, user_id: UUID) -> None:
     _emit(frames)
 
 
+def membership_state(membership) -> dict:
+    """A member's own settings of a conversation, as the API shows them (membership endpoint, events)."""
+    return as_plain_json({
+        "conversation_id": membership.conversation_id,
+        "muted": membership.muted,
+        "archived": membership.archived_at is not None,
+        "archived_at": membership.archived_at,
+        "notifications": membership.notify_level,
+    })
+
+
+def membership_changed(membership) -> None:
+    """membership.updated (muted / archived / notifications), to the member's own sockets (their other devices)."""
+    _emit(lambda: [(membership.user_id, {"type": "membership.updated", **membership_state(membership)})])
+
+
 def read_marker_moved(conversation_id: UUID, user_id: UUID, last_read_at) -> None:
     """
     Someone's read marker moved forward ("seen by"), to the other participants: their own

@@ -23,6 +23,7 @@ from chats.models import (
     MAX_INITIAL_MESSAGES,
     MAX_PARTICIPANTS,
     MESSAGE_BODY_MAX_LENGTH,
+    NOTIFY_LEVELS,
     Conversation,
     Message,
     MessageEdit,
@@ -632,6 +633,30 @@ class ReadStateSerializer(serializers.Serializer):
         read_only=True, allow_null=True, help_text="sent_at of the newest message you have read."
     )
     unread_count = serializers.IntegerField(read_only=True)
+
+
+class MembershipUpdateSerializer(InputSerializer):
+    muted = serializers.BooleanField(
+        required=False, help_text="Mute: left out of your unread total in /api/users/me/, no notifications."
+    )
+    archived = serializers.BooleanField(
+        required=False,
+        help_text="Archive: hidden from your inbox (listed with ?archived=true) until a new message, unless muted.",
+    )
+    notifications = serializers.ChoiceField(
+        choices=NOTIFY_LEVELS, required=False,
+        help_text="Which messages notify you (push, email): all, only those mentioning you, or none.",
+    )
+
+
+class MembershipStateSerializer(serializers.Serializer):
+    """Your own settings of a conversation (nobody else sees them)."""
+
+    conversation_id = serializers.UUIDField(read_only=True)
+    muted = serializers.BooleanField(read_only=True)
+    archived = serializers.BooleanField(read_only=True)
+    archived_at = serializers.DateTimeField(read_only=True, allow_null=True, help_text="When you archived it.")
+    notifications = serializers.ChoiceField(choices=NOTIFY_LEVELS, read_only=True)
 
 
 class ReadMarkerSerializer(serializers.Serializer):

@@ -1,10 +1,12 @@
 """
 Outgoing webhooks: endpoints a user registers to receive their event stream (chats/stream.py)
-over HTTPS, and the log of each event's delivery to each of them.
+over HTTPS, and the log of each event's delivery to each of them; and each user's notification
+preferences.
 """
 import uuid
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -73,3 +75,28 @@ class WebhookDelivery(models.Model):
             # One row per event and webhook (attempts update it), newest first in the log.
             models.UniqueConstraint(fields=["webhook", "event_id"], name="webhook_delivery_event_uniq"),
         ]
+
+
+class NotificationPreferences(models.Model):
+    """
+    A user's notification settings (GET/PATCH /api/users/me/notifications/). No row means the
+    defaults below (selectors.preferences_for answers an unsaved instance; the first PATCH saves it).
+    Per conversation: ConversationMembership.notify_level and muted (chats/models.py).
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="notification_preferences"
+    )
+    # Web Push to the user's registered browsers when they have no open socket.
+    push_enabled = models.BooleanField(default=True)
+    # Whether a push carries the message's text (off: only who wrote in which conversation).
+    push_include_text = models.BooleanField(default=False)
+    # An email of unread messages once the user has been offline longer than the delay.
+    email_digest_enabled = models.BooleanField(default=True)
+    email_digest_delay_minutes = models.PositiveIntegerField(
+        default=60, validators=[MinValueValidator(5), MaxValueValidator(7 * 24 * 60)]
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"notification preferences of {self.user_id}"

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from notifications.models import Webhook, WebhookDelivery
+from notifications.models import NotificationPreferences, Webhook, WebhookDelivery
 
 
 class WebhookCreateSerializer(serializers.Serializer):
@@ -33,3 +33,20 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
         fields = ["event_id", "event_type", "status", "attempts", "response_code", "last_error", "created_at",
                   "last_attempt_at", "delivered_at"]
         read_only_fields = fields
+
+
+class NotificationPreferencesSerializer(serializers.ModelSerializer):
+    """Your notification settings; PATCH changes the fields sent."""
+
+    class Meta:
+        model = NotificationPreferences
+        fields = ["push_enabled", "push_include_text", "email_digest_enabled", "email_digest_delay_minutes",
+                  "updated_at"]
+        read_only_fields = ["updated_at"]
+        extra_kwargs = {
+            "push_enabled": {"help_text": "Web Push to your browsers while you have no open socket."},
+            "push_include_text": {"help_text": "Whether a push shows the message's text (default: off)."},
+            "email_digest_enabled": {"help_text": "An email of your unread messages once you have been offline "
+                                                  "longer than email_digest_delay_minutes."},
+            "email_digest_delay_minutes": {"help_text": "Minutes offline before a digest (5 to 10080)."},
+        }

@@ -265,6 +265,8 @@ MATRIX = [
     Row("GET", "/api/users/me/", AUTHENTICATED, check=is_me),
     Row("PATCH", "/api/users/me/", AUTHENTICATED, data={"presence_visible": True, "role": "admin"}, check=is_me),
     Row("PUT", "/api/users/me/", NOT_ALLOWED, data={"role": "admin", "is_staff": True}),
+    Row("GET", "/api/users/me/notifications/", AUTHENTICATED, note="(your own settings)"),
+    Row("PATCH", "/api/users/me/notifications/", AUTHENTICATED, data={"push_include_text": True}),
     Row("DELETE", "/api/users/me/", NOT_ALLOWED),
     Row("POST", "/api/users/me/password/", per_actor(401, 204, 204, 204, 204), data=PASSWORD_CHANGE),
     Row(
@@ -300,6 +302,8 @@ MATRIX = [
     Row("DELETE", C + "/participants/{third}/", for_members(204, refused_member=403), note="(remove someone else)"),
     Row("DELETE", C + "/participants/{me}/", per_actor(401, 404, 204, 204, 404), note="(leave)"),
     Row("GET", C + "/read-markers/", for_members(200)),
+    Row("GET", C + "/membership/", for_members(200)),
+    Row("PATCH", C + "/membership/", for_members(200), data={"muted": True, "archived": True}),
     Row("POST", C + "/read/", for_members(200), data={}),
     Row("POST", C + "/read/", for_members(200), data={"message_id": "{message}"}, note="(up to a message)"),
     # --- Messages of one conversation
