@@ -53,6 +53,9 @@ _collecting = threading.local()
 # Sent after each commit that recorded events, with `recipients` (a set of user ids): what other
 # channels hang on (notifications/: the recipients' webhooks get a delivery task).
 events_committed = Signal()
+# Sent after the commit of each new message (message.created), with `message`: push notifications
+# hang on it (notifications/push.py).
+message_created = Signal()
 
 
 def atomic(service):
@@ -107,6 +110,9 @@ def deliver(numbered: list[tuple[dict, dict[UUID, int]]]) -> None:
 
 def message_changed(event_type: str, message: Message) -> None:
     """message.created / message.updated / message.deleted, to every participant."""
+
+    if event_type == "message.created":
+        transaction.on_commit(lambda: message_created.send(sender=None, message=message), robust=True)
 
     def frames():  # the message as it will commit: the caller's service does not change it afterwards
         payload = {

@@ -537,6 +537,23 @@ ACCESS_TOKENS_MAX_PER_USER = env.int("ACCESS_TOKENS_MAX_PER_USER", default=20)
 # Webhooks one user may register.
 WEBHOOKS_MAX_PER_USER = env.int("WEBHOOKS_MAX_PER_USER", default=10)
 
+# --- Web Push (notifications/push.py, docs/notifications.md) ----------------------------------
+# The VAPID key pair that signs every push: the private key as base64url (DER or raw 32 bytes), e.g.
+# from `vapid --gen` (py-vapid) then `vapid --applicationServerKey`; empty: push is off (nothing
+# scheduled, registrations still accepted). The public key is derived from it.
+PUSH_VAPID_PRIVATE_KEY = env.str("PUSH_VAPID_PRIVATE_KEY", default="")
+# Who runs this server, for push services to contact (a mailto: or https: URL).
+PUSH_VAPID_SUBJECT = env.str("PUSH_VAPID_SUBJECT", default="mailto:admin@example.com")
+# Messages to one person in one conversation within this many seconds make one push.
+PUSH_BATCH_SECONDS = env.float("PUSH_BATCH_SECONDS", default=10.0)
+# How long a push service keeps a push for an offline browser (the TTL header), seconds.
+PUSH_TTL_SECONDS = env.int("PUSH_TTL_SECONDS", default=24 * 3600)
+# Browser subscriptions one user may register.
+PUSH_MAX_SUBSCRIPTIONS_PER_USER = env.int("PUSH_MAX_SUBSCRIPTIONS_PER_USER", default=20)
+# Where pushes may go: like webhooks, public https endpoints only in production.
+PUSH_ALLOW_PRIVATE = env.bool("PUSH_ALLOW_PRIVATE", default=DEBUG)
+PUSH_ALLOW_HTTP = env.bool("PUSH_ALLOW_HTTP", default=DEBUG)
+
 # --- CORS ----------------------------------------------------------------------
 # Comma-separated origins allowed to call the API from a browser, e.g.
 # "https://app.example.com,http://localhost:3000". Empty: no cross-origin access.

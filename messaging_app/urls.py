@@ -18,6 +18,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/attachments/", include("attachments.urls")),
     path("api/webhooks/", include("notifications.urls")),
+    path("api/push-subscriptions/", include("notifications.push_urls")),
     path("api/users/me/notifications/", NotificationPreferencesView.as_view(), name="notification-preferences"),
     path("api/tokens/", include("bots.urls")),
     path("api/", include("chats.urls")),

@@ -100,3 +100,33 @@ class NotificationPreferences(models.Model):
 
     def __str__(self) -> str:
         return f"notification preferences of {self.user_id}"
+
+
+class PushSubscription(models.Model):
+    """A browser's Web Push subscription (PushSubscription.toJSON() in the browser), for its user."""
+
+    # Public identifier; exposed as `subscription_id`.
+    subscription_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Covered by the unique (user, endpoint) index below: "this user's subscriptions".
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="push_subscriptions",
+                             db_index=False)
+    # The push service's URL for this browser (https, public: the webhook URL guard). 600 characters
+    # (real ones are under 300) keep the unique index under MariaDB's 3072-byte key limit.
+    endpoint = models.URLField(max_length=600)
+    # The browser's P-256 public key (65 bytes, base64url) and auth secret (16 bytes, base64url).
+    p256dh = models.CharField(max_length=100)
+    auth = models.CharField(max_length=40)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "subscription_id"]
+        constraints = [
+            # One row per browser of a user (registering again answers the same one).
+            models.UniqueConstraint(fields=["user", "endpoint"], name="push_sub_user_endpoint_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return self.endpoint
+
+    def as_subscription_info(self) -> dict:
+        return {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": self.auth}}

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from notifications.models import NotificationPreferences, Webhook, WebhookDelivery
+from notifications.models import NotificationPreferences, PushSubscription, Webhook, WebhookDelivery
 
 
 class WebhookCreateSerializer(serializers.Serializer):
@@ -50,3 +50,30 @@ class NotificationPreferencesSerializer(serializers.ModelSerializer):
                                                   "longer than email_digest_delay_minutes."},
             "email_digest_delay_minutes": {"help_text": "Minutes offline before a digest (5 to 10080)."},
         }
+
+
+class PushKeysSerializer(serializers.Serializer):
+    p256dh = serializers.CharField(max_length=100, help_text="The browser's P-256 public key, base64url.")
+    auth = serializers.CharField(max_length=40, help_text="The browser's auth secret, base64url.")
+
+
+class PushSubscriptionCreateSerializer(serializers.Serializer):
+    """What a browser's PushSubscription.toJSON() gives (expirationTime is ignored)."""
+
+    endpoint = serializers.URLField(max_length=600, help_text="The push service URL of this browser (https).")
+    keys = PushKeysSerializer()
+
+
+class PushSubscriptionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PushSubscription
+        fields = ["subscription_id", "endpoint", "created_at"]
+        read_only_fields = fields
+
+
+class PushSubscriptionListSerializer(serializers.Serializer):
+    vapid_public_key = serializers.CharField(
+        allow_null=True, read_only=True,
+        help_text="The applicationServerKey to subscribe with (base64url); null when this server sends no push.",
+    )
+    subscriptions = PushSubscriptionSerializer(many=True, read_only=True)
