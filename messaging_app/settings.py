@@ -550,6 +550,25 @@ PUSH_BATCH_SECONDS = env.float("PUSH_BATCH_SECONDS", default=10.0)
 PUSH_TTL_SECONDS = env.int("PUSH_TTL_SECONDS", default=24 * 3600)
 # Browser subscriptions one user may register.
 PUSH_MAX_SUBSCRIPTIONS_PER_USER = env.int("PUSH_MAX_SUBSCRIPTIONS_PER_USER", default=20)
+# --- Email digests (notifications/digests.py) ----------------------------------------------------
+# Django's email backend: SMTP at EMAIL_HOST:EMAIL_PORT (EMAIL_HOST_USER / EMAIL_HOST_PASSWORD,
+# EMAIL_USE_TLS); "django.core.mail.backends.console.EmailBackend" prints them instead.
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="messaging <noreply@example.com>")
+# The address people reach this server at, for links in emails (the unsubscribe link).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+# How often the worker's beat looks for users due a digest (`celery -A messaging_app beat`, `make beat`).
+EMAIL_DIGEST_INTERVAL_SECONDS = env.float("EMAIL_DIGEST_INTERVAL_SECONDS", default=300.0)
+CELERY_BEAT_SCHEDULE = {
+    "email-digests": {"task": "notifications.email_digests", "schedule": EMAIL_DIGEST_INTERVAL_SECONDS},
+}
+
 # Where pushes may go: like webhooks, public https endpoints only in production.
 PUSH_ALLOW_PRIVATE = env.bool("PUSH_ALLOW_PRIVATE", default=DEBUG)
 PUSH_ALLOW_HTTP = env.bool("PUSH_ALLOW_HTTP", default=DEBUG)

@@ -7,6 +7,7 @@ from chats.views import TokenBlacklistView, TokenObtainView, TokenRefreshView
 from messaging_app import pages
 from messaging_app.api_docs import RedocView, SchemaView, SwaggerView
 from notifications.views import NotificationPreferencesView
+from notifications.views_digest import unsubscribe as digest_unsubscribe
 from webclient.views import shell as webclient_shell
 
 urlpatterns = [
@@ -19,6 +20,7 @@ urlpatterns = [
     path("api/attachments/", include("attachments.urls")),
     path("api/webhooks/", include("notifications.urls")),
     path("api/push-subscriptions/", include("notifications.push_urls")),
+    path("notifications/unsubscribe/<str:token>/", digest_unsubscribe, name="digest-unsubscribe"),
     path("api/users/me/notifications/", NotificationPreferencesView.as_view(), name="notification-preferences"),
     path("api/tokens/", include("bots.urls")),
     path("api/", include("chats.urls")),

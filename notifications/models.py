@@ -130,3 +130,20 @@ class PushSubscription(models.Model):
 
     def as_subscription_info(self) -> dict:
         return {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": self.auth}}
+
+
+class EmailDigest(models.Model):
+    """One digest sent: what it covered, so no message is ever in two digests."""
+
+    id = models.BigAutoField(primary_key=True)
+    # Served by the (user, -through) index: the user's last digest bounds the next one.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="email_digests",
+                             db_index=False)
+    sent_at = models.DateTimeField(default=timezone.now)
+    # sent_at of the newest message it listed: the next digest lists only messages after it.
+    through = models.DateTimeField()
+    message_count = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["-through"]
+        indexes = [models.Index(fields=["user", "-through"], name="digest_user_through_idx")]

@@ -61,3 +61,11 @@ def push_conversation(self, user_id: str, conversation_id: str, only: list[str] 
     if run.failed and not self.request.is_eager:
         raise self.retry(args=(user_id, conversation_id, run.failed), countdown=10 * 2 ** self.request.retries)
     return run.sent
+
+
+@shared_task(name="notifications.email_digests")
+def email_digests() -> int:
+    """Periodic (CELERY_BEAT_SCHEDULE): an email digest to each user who is due one (notifications/digests.py)."""
+    from notifications import digests
+
+    return digests.email_digests_send()
