@@ -15,8 +15,9 @@ from notifications.serializers import (
 )
 
 
+# `keys` itself (missing, null, not an object): drf-standardized-errors lists only its fields.
 @document_validation_errors({"endpoint": ["url_refused", "too_many_subscriptions"], "keys.p256dh": ["invalid"],
-                             "keys.auth": ["invalid"]})
+                             "keys.auth": ["invalid"], "keys": ["required", "null", "invalid"]})
 class PushSubscriptionListView(GenericAPIView):
     serializer_class = PushSubscriptionCreateSerializer
     queryset = PushSubscription.objects.none()  # the schema's model; requests use the service
