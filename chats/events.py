@@ -59,6 +59,9 @@ _collecting = threading.local()
 # Sent after each commit that recorded events, with `recipients` (a set of user ids): what other
 # channels hang on (notifications/: the recipients' webhooks get a delivery task).
 events_committed = Signal()
+# Sent after the commit of each new message (message.created), with `message`: push notifications
+# hang on it (notifications/push.py).
+message_created = Signal()
 
 
 def atomic(service):
@@ -113,6 +116,9 @@ def deliver(numbered: list[tuple[dict, dict[UUID, int]]]) -> None:
 
 def message_changed(event_type: str, message: Message) -> None:
     """message.created / message.updated / message.deleted, to every participant."""
+
+    if event_type == "message.created":
+        transaction.on_commit(lambda: message_created.send(sender=None, message=message), robust=True)
 
     def frames():  # the message as it will commit: the caller's service does not change it afterwards
         payload = {
@@ -264,6 +270,22 @@ def conversation_read(conversation_id: UUID, user_id: UUID) -> None:
         }))]
 
     _emit(frames)
+
+
+def membership_state(membership) -> dict:
+    """A member's own settings of a conversation, as the API shows them (membership endpoint, events)."""
+    return as_plain_json({
+        "conversation_id": membership.conversation_id,
+        "muted": membership.muted,
+        "archived": membership.archived_at is not None,
+        "archived_at": membership.archived_at,
+        "notifications": membership.notify_level,
+    })
+
+
+def membership_changed(membership) -> None:
+    """membership.updated (muted / archived / notifications), to the member's own sockets (their other devices)."""
+    _emit(lambda: [(membership.user_id, {"type": "membership.updated", **membership_state(membership)})])
 
 
 def read_marker_moved(conversation_id: UUID, user_id: UUID, last_read_at) -> None:

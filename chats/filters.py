@@ -45,9 +45,20 @@ class ConversationFilter(django_filters.FilterSet):
         field_name="created_at", lookup_expr="lt", label="Created before (ISO 8601)."
     )
 
+    # Applied by the view's queryset (selectors.conversation_list_for_user(archived=...)), where
+    # it costs nothing; declared here so the value is validated (400) and documented.
+    archived = django_filters.ChoiceFilter(
+        choices=[("true", "true"), ("false", "false")],
+        method="_scoped_by_the_view",
+        label="true: only the conversations you archived (default: your inbox, without them)."
+    )
+
     class Meta:
         model = Conversation
-        fields = ["participant", "created_after", "created_before"]
+        fields = ["participant", "created_after", "created_before", "archived"]
+
+    def _scoped_by_the_view(self, queryset, name, value):
+        return queryset
 
 
 class MessageFilter(django_filters.FilterSet):

@@ -163,6 +163,10 @@ class Conversation(models.Model):
         return str(self.conversation_id)
 
 
+# A member's notification level of a conversation (ConversationMembership.notify_level).
+NOTIFY_LEVELS = [("all", "All messages"), ("mentions", "Only mentions of me"), ("none", "None")]
+
+
 class ConversationMembership(models.Model):
     """A person in a conversation, with their per-member state (read marker, unread count, role)."""
 
@@ -197,6 +201,18 @@ class ConversationMembership(models.Model):
     # Unread messages (as unread_count counts them) that mention this member, kept exact by the
     # same services under the same lock (send +1, read recount, edit re-resolves, delete -1).
     unread_mentions = models.PositiveIntegerField(default=0)
+    # Muted by this member: left out of their /users/me/ unread total and never notified
+    # (push, email). Set by membership_update only.
+    muted = models.BooleanField(default=False)
+    # When this member archived it (null: in their inbox). The default inbox filters on it
+    # after the (user, conversation) index has picked the member's rows; message_send clears it
+    # for the recipients who have not muted the conversation.
+    archived_at = models.DateTimeField(null=True, blank=True)
+    # Which messages of this conversation notify this member (push, email): all, only those that
+    # mention them, or none (notifications/preferences.py decides). Muted overrides it.
+    notify_level = models.CharField(
+        max_length=8, choices=NOTIFY_LEVELS, default="all"
+    )
 
     class Meta:
         constraints = [

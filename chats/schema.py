@@ -350,6 +350,12 @@ MARK_READ_EXAMPLES = [
     _request_example("Up to a message", {"message_id": PLACEHOLDER_ID}, "Replace the id with a `message_id`."),
 ]
 
+MEMBERSHIP_EXAMPLES = [
+    _request_example("Mute", {"muted": True}, "Keep it in the inbox, without notifications or unread total."),
+    _request_example("Archive", {"archived": True}, "Out of the inbox until the next message."),
+    _request_example("Back to normal", {"muted": False, "archived": False}, "Unmute and unarchive."),
+]
+
 
 # --- Security schemes and servers ---------------------------------------------------------
 # drf-spectacular lists components by name, so `basicAuth` and `cookieAuth` came before

@@ -98,15 +98,20 @@ def conversation_of_participant(*, user: User, conversation_id) -> Conversation 
     return _CONVERSATION_OF_PARTICIPANT.instance(values={"user": user.pk, "conversation": conversation_id})
 
 
-def conversation_list_for_user(*, user: User) -> QuerySet[Conversation]:
+def conversation_list_for_user(*, user: User, archived: bool | None = None) -> QuerySet[Conversation]:
     """
     The user's conversations with everything the API shows loaded up front,
     including the user's read marker and `unread_count`, read from their membership
     row (kept exact by the services), so a long history costs nothing here.
+    `archived`: only those the user archived (True), only those they did not (False: the
+    inbox), or all (None); filtered in the membership subquery, no extra query or join.
     """
     mine = ConversationMembership.objects.filter(conversation=OuterRef("pk"), user=user)
+    ids = _conversation_ids_of(user)
+    if archived is not None:
+        ids = ids.filter(archived_at__isnull=not archived)
     return (
-        conversations_of(user=user)
+        Conversation.objects.filter(pk__in=ids)
         .annotate(
             my_last_read_at=Subquery(mine.values("last_read_at")),
             unread_count=Coalesce(Subquery(mine.values("unread_count")), 0),
@@ -150,7 +155,7 @@ def _from_memberships(user) -> QuerySet:
         for field in Conversation._meta.ordering
     ]
     return (
-        ConversationMembership.objects.filter(user=user)
+        ConversationMembership.objects.filter(user=user, archived_at__isnull=True)
         .order_by(*ordering)
         .values(
             "conversation_id",
@@ -173,8 +178,9 @@ _INBOX = PreparedRead(
 
 def inbox_rows(*, user: User) -> PreparedPages:
     """
-    The user's inbox in its default order (Conversation.Meta.ordering) as CONVERSATION_ROW_FIELDS
-    dicts, for a paginator: the rows of `conversation_rows(conversation_list_for_user(user=user))`
+    The user's inbox (archived conversations left out) in its default order (Conversation.Meta.ordering)
+    as CONVERSATION_ROW_FIELDS dicts, for a paginator: the rows of
+    `conversation_rows(conversation_list_for_user(user=user, archived=False))`
     (test_prepared pins them equal), compiled once per page shape.
     """
     return PreparedPages(_INBOX, user=user.pk)
@@ -246,7 +252,7 @@ def member_states(*, conversation_id) -> list[tuple]:
 
 
 _CONVERSATION_TOTAL = PreparedRead(
-    lambda user: ConversationMembership.objects.filter(user=user)
+    lambda user: ConversationMembership.objects.filter(user=user, archived_at__isnull=True)
     .order_by()
     .values("user")
     .annotate(total=Count("pk"))
@@ -257,19 +263,23 @@ _CONVERSATION_TOTAL = PreparedRead(
 
 
 def conversation_total_for_user(*, user: User) -> int:
-    """How many conversations the user takes part in: their memberships, on the (user, conversation) index."""
+    """How many conversations are in the user's inbox (not archived): their memberships, on the user's index."""
     return next(iter(_CONVERSATION_TOTAL.read(values={"user": user.pk})), 0)
 
 
 def unread_totals_for_user(*, user: User) -> dict:
-    """Unread messages, and unread mentions of the user, across all of their conversations: one query."""
+    """
+    Unread messages across the conversations the user has not muted, and unread mentions of them
+    across all (a mention in a muted conversation still counts): one query.
+    """
     return ConversationMembership.objects.filter(user=user).aggregate(
-        unread_count=Coalesce(Sum("unread_count"), 0), unread_mentions=Coalesce(Sum("unread_mentions"), 0)
+        unread_count=Coalesce(Sum("unread_count", filter=Q(muted=False)), 0),
+        unread_mentions=Coalesce(Sum("unread_mentions"), 0),
     )
 
 
 def unread_total_for_user(*, user: User) -> int:
-    """Unread messages across all of the user's conversations, in one query."""
+    """Unread messages across the user's conversations they have not muted, in one query."""
     return unread_totals_for_user(user=user)["unread_count"]
 
 

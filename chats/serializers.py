@@ -27,6 +27,7 @@ from chats.models import (
     MAX_MENTIONS,
     MAX_PARTICIPANTS,
     MESSAGE_BODY_MAX_LENGTH,
+    NOTIFY_LEVELS,
     Conversation,
     ConversationMembership,
     Message,
@@ -794,6 +795,30 @@ class ReadStateSerializer(serializers.Serializer):
     )
     unread_count = serializers.IntegerField(read_only=True)
     unread_mentions = serializers.IntegerField(read_only=True, help_text="Unread messages that mention you.")
+
+
+class MembershipUpdateSerializer(InputSerializer):
+    muted = serializers.BooleanField(
+        required=False, help_text="Mute: left out of your unread total in /api/users/me/, no notifications."
+    )
+    archived = serializers.BooleanField(
+        required=False,
+        help_text="Archive: hidden from your inbox (listed with ?archived=true) until a new message, unless muted.",
+    )
+    notifications = serializers.ChoiceField(
+        choices=NOTIFY_LEVELS, required=False,
+        help_text="Which messages notify you (push, email): all, only those mentioning you, or none.",
+    )
+
+
+class MembershipStateSerializer(serializers.Serializer):
+    """Your own settings of a conversation (nobody else sees them)."""
+
+    conversation_id = serializers.UUIDField(read_only=True)
+    muted = serializers.BooleanField(read_only=True)
+    archived = serializers.BooleanField(read_only=True)
+    archived_at = serializers.DateTimeField(read_only=True, allow_null=True, help_text="When you archived it.")
+    notifications = serializers.ChoiceField(choices=NOTIFY_LEVELS, read_only=True)
 
 
 class ReadMarkerSerializer(serializers.Serializer):

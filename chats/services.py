@@ -36,7 +36,7 @@ from uuid import UUID
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, When
 from django.http import Http404
 from django.utils import timezone
 
@@ -441,9 +441,11 @@ def message_send(
         last_message=message,
         last_activity_at=message.sent_at,
     )
-    # The newest message: unread for everyone else, whatever their marker.
+    # The newest message: unread for everyone else, whatever their marker; and back in the inbox
+    # of those who archived the conversation without muting it (same statement, no extra query).
     ConversationMembership.objects.filter(conversation=locked).exclude(user=sender).update(
-        unread_count=F("unread_count") + 1
+        unread_count=F("unread_count") + 1,
+        archived_at=Case(When(muted=True, then=F("archived_at")), default=None),
     )
     services_mentions.mentions_record(message=message, mentioned=message.mentions)
     events.message_changed("message.created", message)

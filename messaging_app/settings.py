@@ -572,6 +572,42 @@ ACCESS_TOKENS_MAX_PER_USER = env.int("ACCESS_TOKENS_MAX_PER_USER", default=20)
 # Webhooks one user may register.
 WEBHOOKS_MAX_PER_USER = env.int("WEBHOOKS_MAX_PER_USER", default=10)
 
+# --- Web Push (notifications/push.py, docs/notifications.md) ----------------------------------
+# The VAPID key pair that signs every push: the private key as base64url (DER or raw 32 bytes), e.g.
+# from `vapid --gen` (py-vapid) then `vapid --applicationServerKey`; empty: push is off (nothing
+# scheduled, registrations still accepted). The public key is derived from it.
+PUSH_VAPID_PRIVATE_KEY = env.str("PUSH_VAPID_PRIVATE_KEY", default="")
+# Who runs this server, for push services to contact (a mailto: or https: URL).
+PUSH_VAPID_SUBJECT = env.str("PUSH_VAPID_SUBJECT", default="mailto:admin@example.com")
+# Messages to one person in one conversation within this many seconds make one push.
+PUSH_BATCH_SECONDS = env.float("PUSH_BATCH_SECONDS", default=10.0)
+# How long a push service keeps a push for an offline browser (the TTL header), seconds.
+PUSH_TTL_SECONDS = env.int("PUSH_TTL_SECONDS", default=24 * 3600)
+# Browser subscriptions one user may register.
+PUSH_MAX_SUBSCRIPTIONS_PER_USER = env.int("PUSH_MAX_SUBSCRIPTIONS_PER_USER", default=20)
+# --- Email digests (notifications/digests.py) ----------------------------------------------------
+# Django's email backend: SMTP at EMAIL_HOST:EMAIL_PORT (EMAIL_HOST_USER / EMAIL_HOST_PASSWORD,
+# EMAIL_USE_TLS); "django.core.mail.backends.console.EmailBackend" prints them instead.
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="messaging <noreply@example.com>")
+# The address people reach this server at, for links in emails (the unsubscribe link).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+# How often the worker's beat looks for users due a digest (`celery -A messaging_app beat`, `make beat`).
+EMAIL_DIGEST_INTERVAL_SECONDS = env.float("EMAIL_DIGEST_INTERVAL_SECONDS", default=300.0)
+CELERY_BEAT_SCHEDULE = {
+    "email-digests": {"task": "notifications.email_digests", "schedule": EMAIL_DIGEST_INTERVAL_SECONDS},
+}
+
+# Where pushes may go: like webhooks, public https endpoints only in production.
+PUSH_ALLOW_PRIVATE = env.bool("PUSH_ALLOW_PRIVATE", default=DEBUG)
+PUSH_ALLOW_HTTP = env.bool("PUSH_ALLOW_HTTP", default=DEBUG)
+
 # --- CORS ----------------------------------------------------------------------
 # Comma-separated origins allowed to call the API from a browser, e.g.
 # "https://app.example.com,http://localhost:3000". Empty: no cross-origin access.

@@ -6,6 +6,8 @@ from chats.password_limits import LimitedAuthenticationForm, with_password_limit
 from chats.views import TokenBlacklistView, TokenObtainView, TokenRefreshView
 from messaging_app import pages
 from messaging_app.api_docs import RedocView, SchemaView, SwaggerView
+from notifications.views import NotificationPreferencesView
+from notifications.views_digest import unsubscribe as digest_unsubscribe
 from webclient.views import shell as webclient_shell
 
 urlpatterns = [
@@ -17,6 +19,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/attachments/", include("attachments.urls")),
     path("api/webhooks/", include("notifications.urls")),
+    path("api/push-subscriptions/", include("notifications.push_urls")),
+    path("notifications/unsubscribe/<str:token>/", digest_unsubscribe, name="digest-unsubscribe"),
+    path("api/users/me/notifications/", NotificationPreferencesView.as_view(), name="notification-preferences"),
     path("api/tokens/", include("bots.urls")),
     path("api/", include("chats.urls")),
     path("api/token/", TokenObtainView.as_view(), name="token_obtain_pair"),

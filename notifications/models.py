@@ -1,10 +1,12 @@
 """
 Outgoing webhooks: endpoints a user registers to receive their event stream (chats/stream.py)
-over HTTPS, and the log of each event's delivery to each of them.
+over HTTPS, and the log of each event's delivery to each of them; and each user's notification
+preferences.
 """
 import uuid
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -73,3 +75,75 @@ class WebhookDelivery(models.Model):
             # One row per event and webhook (attempts update it), newest first in the log.
             models.UniqueConstraint(fields=["webhook", "event_id"], name="webhook_delivery_event_uniq"),
         ]
+
+
+class NotificationPreferences(models.Model):
+    """
+    A user's notification settings (GET/PATCH /api/users/me/notifications/). No row means the
+    defaults below (selectors.preferences_for answers an unsaved instance; the first PATCH saves it).
+    Per conversation: ConversationMembership.notify_level and muted (chats/models.py).
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="notification_preferences"
+    )
+    # Web Push to the user's registered browsers when they have no open socket.
+    push_enabled = models.BooleanField(default=True)
+    # Whether a push carries the message's text (off: only who wrote in which conversation).
+    push_include_text = models.BooleanField(default=False)
+    # An email of unread messages once the user has been offline longer than the delay.
+    email_digest_enabled = models.BooleanField(default=True)
+    email_digest_delay_minutes = models.PositiveIntegerField(
+        default=60, validators=[MinValueValidator(5), MaxValueValidator(7 * 24 * 60)]
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"notification preferences of {self.user_id}"
+
+
+class PushSubscription(models.Model):
+    """A browser's Web Push subscription (PushSubscription.toJSON() in the browser), for its user."""
+
+    # Public identifier; exposed as `subscription_id`.
+    subscription_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Covered by the unique (user, endpoint) index below: "this user's subscriptions".
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="push_subscriptions",
+                             db_index=False)
+    # The push service's URL for this browser (https, public: the webhook URL guard). 600 characters
+    # (real ones are under 300) keep the unique index under MariaDB's 3072-byte key limit.
+    endpoint = models.URLField(max_length=600)
+    # The browser's P-256 public key (65 bytes, base64url) and auth secret (16 bytes, base64url).
+    p256dh = models.CharField(max_length=100)
+    auth = models.CharField(max_length=40)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "subscription_id"]
+        constraints = [
+            # One row per browser of a user (registering again answers the same one).
+            models.UniqueConstraint(fields=["user", "endpoint"], name="push_sub_user_endpoint_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return self.endpoint
+
+    def as_subscription_info(self) -> dict:
+        return {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": self.auth}}
+
+
+class EmailDigest(models.Model):
+    """One digest sent: what it covered, so no message is ever in two digests."""
+
+    id = models.BigAutoField(primary_key=True)
+    # Served by the (user, -through) index: the user's last digest bounds the next one.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="email_digests",
+                             db_index=False)
+    sent_at = models.DateTimeField(default=timezone.now)
+    # sent_at of the newest message it listed: the next digest lists only messages after it.
+    through = models.DateTimeField()
+    message_count = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["-through"]
+        indexes = [models.Index(fields=["user", "-through"], name="digest_user_through_idx")]

@@ -44,3 +44,28 @@ def webhook_deliver(self, webhook_id: str) -> int:
 
 def _seconds_until(moment) -> float:
     return max((moment - timezone.now()).total_seconds(), 1.0)
+
+
+@shared_task(bind=True, name="notifications.push_conversation", max_retries=5)
+def push_conversation(self, user_id: str, conversation_id: str, only: list[str] | None = None) -> int:
+    """
+    One Web Push of a conversation to a member who is away (notifications/push.py); how many
+    browsers got it. Subscriptions that failed (not 404/410: those are dropped) are retried alone,
+    with exponential backoff; a push is a hint, so after max_retries they are given up (logged).
+    """
+    from notifications import push
+
+    run = push.push_conversation_send(
+        user_id=UUID(user_id), conversation_id=UUID(conversation_id), only=only, clear_pending=not self.request.is_eager
+    )
+    if run.failed and not self.request.is_eager:
+        raise self.retry(args=(user_id, conversation_id, run.failed), countdown=10 * 2 ** self.request.retries)
+    return run.sent
+
+
+@shared_task(name="notifications.email_digests")
+def email_digests() -> int:
+    """Periodic (CELERY_BEAT_SCHEDULE): an email digest to each user who is due one (notifications/digests.py)."""
+    from notifications import digests
+
+    return digests.email_digests_send()

@@ -1,6 +1,7 @@
 """
-Thin views of webhooks: writes go to notifications.services, reads through
-notifications.selectors (another user's webhook is answered 404, exactly as an unknown id).
+Thin views of webhooks (writes go to notifications.services, reads through
+notifications.selectors: another user's webhook is answered 404, exactly as an unknown id)
+and of the caller's notification preferences (notifications.preferences).
 """
 from django.http import Http404
 from drf_spectacular.utils import OpenApiExample, extend_schema
@@ -10,9 +11,10 @@ from rest_framework.response import Response
 
 from chats.pagination import StandardPagination
 from chats.schema import document_validation_errors
-from notifications import selectors, services
-from notifications.models import Webhook, WebhookDelivery
+from notifications import preferences, selectors, services
+from notifications.models import NotificationPreferences, Webhook, WebhookDelivery
 from notifications.serializers import (
+    NotificationPreferencesSerializer,
     WebhookCreatedSerializer,
     WebhookCreateSerializer,
     WebhookDeliverySerializer,
@@ -98,3 +100,33 @@ class WebhookDeliveryListView(GenericAPIView):
         webhook = _webhook_or_404(request, webhook_id)
         page = self.paginate_queryset(selectors.delivery_list_for_webhook(webhook=webhook))
         return self.get_paginated_response(WebhookDeliverySerializer(page, many=True).data)
+
+
+class NotificationPreferencesView(GenericAPIView):
+    serializer_class = NotificationPreferencesSerializer
+    queryset = NotificationPreferences.objects.none()  # the schema's model; requests use preferences_for
+
+    @extend_schema(
+        summary="Your notification settings",
+        description="Defaults until you change one: push on, without message text; email digest on, after 60 minutes "
+                    "offline. Per conversation: `notifications` (all / mentions / none) and `muted` on "
+                    "`PATCH /api/conversations/{conversation_id}/membership/` (docs/notifications.md).",
+    )
+    def get(self, request):
+        return Response(NotificationPreferencesSerializer(preferences.preferences_for(user=request.user)).data)
+
+    @extend_schema(
+        summary="Change your notification settings",
+        description="Only the fields sent change.",
+        examples=[OpenApiExample(
+            "Push with the text, no email", request_only=True,
+            value={"push_include_text": True, "email_digest_enabled": False},
+        )],
+    )
+    def patch(self, request):
+        serializer = NotificationPreferencesSerializer(
+            preferences.preferences_for(user=request.user), data=request.data, partial=True
+        )
+        serializer.is_valid(raise_exception=True)
+        changed = preferences.preferences_update(user=request.user, **serializer.validated_data)
+        return Response(NotificationPreferencesSerializer(changed).data)

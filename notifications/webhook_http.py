@@ -57,17 +57,22 @@ def verify(secret: str, body: bytes, header: str, *, tolerance: int = 300, now: 
     return hmac.compare_digest(expected, parts.get("v1", ""))
 
 
-def check_url(url: str) -> None:
-    """Scheme and literal addresses, at registration (the host's addresses are checked at send time)."""
+def check_url(url: str, *, allow_http: bool | None = None, allow_private: bool | None = None) -> None:
+    """
+    Scheme and literal addresses, at registration (the host's addresses are checked at send time).
+    allow_http / allow_private default to WEBHOOKS_ALLOW_HTTP / WEBHOOKS_ALLOW_PRIVATE (push passes its own).
+    """
+    allow_http = settings.WEBHOOKS_ALLOW_HTTP if allow_http is None else allow_http
+    allow_private = settings.WEBHOOKS_ALLOW_PRIVATE if allow_private is None else allow_private
     parts = urlsplit(url)
-    allowed = {"https", "http"} if settings.WEBHOOKS_ALLOW_HTTP else {"https"}
+    allowed = {"https", "http"} if allow_http else {"https"}
     if parts.scheme not in allowed:
         raise AddressRefused("Webhook URLs must use https.")
     if not parts.hostname:
         raise AddressRefused("The URL has no host.")
     if parts.username or parts.password:
         raise AddressRefused("Credentials in the URL are not accepted: authenticate with the signature.")
-    if settings.WEBHOOKS_ALLOW_PRIVATE:
+    if allow_private:
         return
     if parts.hostname.lower() == "localhost" or parts.hostname.lower().endswith(".localhost"):
         raise AddressRefused("Webhooks may not deliver to this host: it is not a public address.")
@@ -85,14 +90,15 @@ def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_global and not address.is_multicast
 
 
-def resolve(host: str, port: int) -> str:
+def resolve(host: str, port: int, *, allow_private: bool | None = None) -> str:
     """One address of the host that may be delivered to; AddressRefused if any of them may not."""
+    allow_private = settings.WEBHOOKS_ALLOW_PRIVATE if allow_private is None else allow_private
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise AddressRefused(f"The host does not resolve ({exc.strerror}).") from None
     addresses = [info[4][0] for info in infos]
-    if not settings.WEBHOOKS_ALLOW_PRIVATE:
+    if not allow_private:
         for address in addresses:
             if not is_public(ipaddress.ip_address(address.split("%", 1)[0])):
                 raise AddressRefused(f"The host resolves to {address}, which is not a public address.")

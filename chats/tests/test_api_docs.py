@@ -24,7 +24,9 @@ from bots.services import access_token_create
 from chats.models import Conversation, User
 from chats.schema import EXAMPLE_EMAIL, PLACEHOLDER_ID, PLACEHOLDER_REFRESH
 from chats.tests.factories import UserFactory, make_conversation
+from notifications import push
 from notifications.services import webhook_create
+from notifications.tests.helpers import PUSH_KEYS
 
 HTTP_METHODS = ["get", "put", "post", "patch", "delete"]
 
@@ -171,6 +173,7 @@ def fill_path(path: str, world: dict) -> str:
         "attachment_id": world["attachment"].pk,  # an image the user uploaded
         "webhook_id": world["webhook"].pk,  # a webhook of the user's
         "token_id": world["access_token"].pk,  # a personal access token of the user's
+        "subscription_id": world["push_subscription"].pk,  # a browser the user registered for push
     }
     filled = re.sub(r"\{(\w+)\}", lambda match: str(values[match.group(1)]), path)
     assert "{" not in filled
@@ -211,6 +214,10 @@ def test_every_default_example_succeeds_as_is_for_a_logged_in_user():
             world["me"].access_tokens.all().delete()
             world["webhook"] = webhook_create(owner=world["me"], url="https://hooks.example.com/docs")
             world["access_token"] = access_token_create(user=world["me"], name="docs", scopes=["read"])[0]
+            world["me"].push_subscriptions.all().delete()
+            world["push_subscription"] = push.subscription_register(
+                user=world["me"], endpoint="https://push.example.com/docs", **PUSH_KEYS
+            )[0]
         body = default_body(schema, operation)
         for field, fill in BODY_FIELDS_TO_FILL.get((method, path), {}).items():
             placeholder = body[field][0] if isinstance(body[field], list) else body[field]

@@ -39,8 +39,10 @@ from chats.tests.factories import PASSWORD, UserFactory, make_conversation, send
 from chats.tests.utils import assert_error
 from bots import services as access_token_services
 from bots.models import PersonalAccessToken
+from notifications import push
 from notifications import services as webhook_services
-from notifications.models import Webhook
+from notifications.models import PushSubscription, Webhook
+from notifications.tests.helpers import PUSH_KEYS
 
 pytestmark = pytest.mark.django_db
 
@@ -73,6 +75,7 @@ class World:
     draft: Attachment | None = None  # an image the owner uploaded and has not sent
     webhook: Webhook | None = None  # the owner's webhook: theirs alone to see and manage
     access_token: PersonalAccessToken | None = None  # the owner's personal access token: theirs alone to revoke
+    push_subscription: PushSubscription | None = None  # the owner's browser: theirs alone to remove
     tokens: dict = field(default_factory=dict)
 
     def user(self, actor: str) -> User | None:
@@ -97,6 +100,7 @@ class World:
             "draft": str(self.draft.pk),
             "webhook": str(self.webhook.pk),
             "access_token": str(self.access_token.pk),
+            "push_subscription": str(self.push_subscription.pk),
         }
 
     def private_strings(self) -> set[str]:
@@ -111,6 +115,7 @@ class World:
             | {str(self.attachment.pk), str(self.draft.pk), "secret-plans.png"}
             | {str(self.webhook.pk), self.webhook.url, self.webhook.secret}
             | {str(self.access_token.pk), self.access_token.prefix}
+            | {str(self.push_subscription.pk), self.push_subscription.endpoint}
         )
 
     def client(self, actor: str) -> APIClient:
@@ -146,9 +151,12 @@ def world(db):
     message.refresh_from_db()
     webhook = webhook_services.webhook_create(owner=owner, url="https://hooks.example.com/olive-private")
     access_token, _ = access_token_services.access_token_create(user=owner, name="olive-bot", scopes=["read"])
+    push_subscription, _ = push.subscription_register(
+        user=owner, endpoint="https://push.example.com/olive-private", **PUSH_KEYS
+    )
     return World(
         owner, participant, third, outsider, admin, newcomer, conversation, message, reply, elsewhere,
-        attachment, draft, webhook=webhook, access_token=access_token,
+        attachment, draft, webhook=webhook, access_token=access_token, push_subscription=push_subscription,
     )
 
 
@@ -166,6 +174,13 @@ def fill(template, ids: dict, actor_user: User | None, world: World):
     if isinstance(template, list):
         return [fill(v, ids, actor_user, world) for v in template]
     return template
+
+
+def own_push_subscriptions(world, response, actor):
+    subscriptions = response.json()["subscriptions"]
+    assert len(subscriptions) == (1 if actor == "owner" else 0), subscriptions
+    if actor != "owner":
+        assert_nothing_private(world, response, sent="")
 
 
 def count_is(n):
@@ -265,6 +280,8 @@ MATRIX = [
     Row("GET", "/api/users/me/", AUTHENTICATED, check=is_me),
     Row("PATCH", "/api/users/me/", AUTHENTICATED, data={"presence_visible": True, "role": "admin"}, check=is_me),
     Row("PUT", "/api/users/me/", NOT_ALLOWED, data={"role": "admin", "is_staff": True}),
+    Row("GET", "/api/users/me/notifications/", AUTHENTICATED, note="(your own settings)"),
+    Row("PATCH", "/api/users/me/notifications/", AUTHENTICATED, data={"push_include_text": True}),
     Row("DELETE", "/api/users/me/", NOT_ALLOWED),
     Row("POST", "/api/users/me/password/", per_actor(401, 204, 204, 204, 204), data=PASSWORD_CHANGE),
     Row(
@@ -304,6 +321,8 @@ MATRIX = [
     Row("DELETE", C + "/participants/{third}/", for_members(204, refused_member=403), note="(remove someone else)"),
     Row("DELETE", C + "/participants/{me}/", per_actor(401, 404, 204, 204, 404), note="(leave)"),
     Row("GET", C + "/read-markers/", for_members(200)),
+    Row("GET", C + "/membership/", for_members(200)),
+    Row("PATCH", C + "/membership/", for_members(200), data={"muted": True, "archived": True}),
     Row("POST", C + "/read/", for_members(200), data={}),
     Row("POST", C + "/read/", for_members(200), data={"message_id": "{message}"}, note="(up to a message)"),
     # --- Messages of one conversation
@@ -364,6 +383,11 @@ MATRIX = [
     Row("GET", "/api/tokens/", AUTHENTICATED, check="my_access_tokens"),
     Row("POST", "/api/tokens/", per_actor(401, 201, 201, 201, 201), data={"name": "bot", "scopes": ["read"]}),
     Row("DELETE", "/api/tokens/{access_token}/", per_actor(401, 404, 404, 204, 404)),
+    # --- Push subscriptions: their owner's alone
+    Row("GET", "/api/push-subscriptions/", AUTHENTICATED, check=own_push_subscriptions),
+    Row("POST", "/api/push-subscriptions/", per_actor(401, 201, 201, 201, 201),
+        data={"endpoint": "https://push.example.com/new", "keys": PUSH_KEYS}),
+    Row("DELETE", "/api/push-subscriptions/{push_subscription}/", per_actor(401, 404, 404, 204, 404)),
 ]
 
 CELLS = [pytest.param(row, actor, id=f"{row.label()} as {actor}") for row in MATRIX for actor in ACTORS]
@@ -436,7 +460,8 @@ def test_permission_matrix(world, row, actor):
         assert_error(response, expected)
         assert_nothing_private(world, response, sent=path + repr(data))
         if actor in ("outsider", "admin", "anonymous") and path.startswith(
-            ("/api/conversations/", "/api/messages/", "/api/attachments/", "/api/webhooks/", "/api/tokens/")
+            ("/api/conversations/", "/api/messages/", "/api/attachments/", "/api/webhooks/", "/api/tokens/",
+             "/api/push-subscriptions/")
         ):
             # Someone else's ids get exactly the answer random ids get.
             again = call(world, actor, row.method, randomise(path, world), randomise(data, world))
@@ -566,6 +591,7 @@ def _matrix_template(route: str) -> str:
         "draft": "attachment_id",
         "webhook": "webhook_id",
         "access_token": "token_id",
+        "push_subscription": "subscription_id",
     }
     route = route.split("?", 1)[0]  # a query string is the request's, not the route's
     return re.sub(r"\{(\w+)\}", lambda m: "{" + names.get(m.group(1), m.group(1)) + "}", route)

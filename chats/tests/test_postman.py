@@ -80,7 +80,7 @@ class TestWhatARunSpends:
     def test_a_run_spends_10_logins_and_4_registrations(self, spent_per_run):
         """Token, refresh and logout share the login limit; Carol's logout reuses her first pair."""
         assert spent_per_run == {"login": 10, "register": 4}
-        assert len(list(collection_requests())) == 203
+        assert len(list(collection_requests())) == 218
 
     def test_two_runs_a_minute_and_seven_an_hour_fit_the_production_limits(self, spent_per_run):
         assert runs_allowed_per_minute(PRODUCTION["login"], spent_per_run["login"]) == 2

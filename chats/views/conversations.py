@@ -7,7 +7,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
-from chats import selectors, services, services_groups
+from chats import events, selectors, services, services_groups, services_membership
 from chats.filters import ConversationFilter
 from chats.models import MAX_INLINE_PARTICIPANTS, Conversation, Message
 from chats.pagination import NON_FILTERING_PARAMS, PLAIN_PAGE_PARAMS, KnownCountPagination
@@ -17,6 +17,7 @@ from chats.schema import (
     CONVERSATION_UPDATE_EXAMPLES,
     PARTICIPANT_ROLE_EXAMPLES,
     MARK_READ_EXAMPLES,
+    MEMBERSHIP_EXAMPLES,
     PARTICIPANT_ADD_EXAMPLES,
     SEARCH_ERRORS,
     document_validation_errors,
@@ -28,6 +29,8 @@ from chats.serializers import (
     ConversationSerializer,
     ConversationUpdateSerializer,
     MarkReadSerializer,
+    MembershipStateSerializer,
+    MembershipUpdateSerializer,
     ParticipantAddSerializer,
     ParticipantRoleSerializer,
     ReadMarkerSerializer,
@@ -84,12 +87,18 @@ class ConversationViewSet(
         "read": MarkReadSerializer,
         "partial_update": ConversationUpdateSerializer,
         "set_participant_role": ParticipantRoleSerializer,
+        "membership": MembershipUpdateSerializer,
     }
 
     def get_serializer_class(self):
         return self.input_serializers.get(self.action, ConversationSerializer)
 
     def scoped_queryset(self):
+        if self.action == "list":
+            # The inbox leaves archived conversations out; ?archived=true lists only them
+            # (ConversationFilter validates the value; anything else here means the inbox).
+            archived = self.request.query_params.get("archived") == "true"
+            return selectors.conversation_list_for_user(user=self.request.user, archived=archived)
         return selectors.conversation_list_for_user(user=self.request.user)
 
     def get_throttles(self):
@@ -272,6 +281,39 @@ class ConversationViewSet(
     def read_markers(self, request, conversation_id=None):
         conversation = conversation_for_participant_or_404(user=request.user, conversation_id=conversation_id)
         return Response(read_marker_rows_representation(selectors.read_marker_rows(conversation=conversation)))
+
+    @extend_schema(
+        methods=["GET"],
+        summary="Your mute and archive settings of a conversation",
+        request=None,
+        responses={200: MembershipStateSerializer},
+    )
+    @extend_schema(
+        methods=["PATCH"],
+        summary="Mute or archive a conversation (for you)",
+        description=(
+            "`muted`: the conversation no longer counts toward your `unread_count` in /api/users/me/ "
+            "and sends you no notifications (its own `unread_count` is still kept). `archived`: hidden "
+            "from your inbox (GET /api/conversations/; `?archived=true` lists the archived ones) until "
+            "someone else sends a message to it, unless it is also muted. Omitted fields stay as they are. "
+            "Your other devices get a `membership.updated` event when something changed. Participants only."
+        ),
+        request=MembershipUpdateSerializer,
+        responses={200: MembershipStateSerializer},
+        examples=MEMBERSHIP_EXAMPLES,
+    )
+    @action(detail=True, methods=["get", "patch"], url_path="membership", filter_backends=[])
+    def membership(self, request, conversation_id=None):
+        conversation = conversation_for_participant_or_404(user=request.user, conversation_id=conversation_id)
+        if request.method == "GET":
+            membership = services_membership.membership_of(conversation=conversation, user=request.user)
+        else:
+            serializer = self.get_serializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            membership = services_membership.membership_update(
+                conversation=conversation, user=request.user, **serializer.validated_data
+            )
+        return Response(events.membership_state(membership))
 
     @extend_schema(
         summary="Mark as read",
