@@ -193,8 +193,8 @@ def conversation_changed(
     exclude: UUID | None = None,
 ) -> None:
     """
-    conversation.created / conversation.updated, each recipient seeing their own unread_count and
-    role; to `recipients` (default: every participant) but `exclude`. Three queries whatever the
+    conversation.created / conversation.updated, each recipient seeing their own unread_count,
+    unread_mentions and role; to `recipients` (default: every participant) but `exclude`. Three queries whatever the
     conversation's size: its row, its first MAX_INLINE_PARTICIPANTS people, every member's own
     state; recipients in the same state share one frame.
     """
@@ -205,23 +205,28 @@ def conversation_changed(
         if row is None:
             return []
         people = participants_by_conversation([conversation_id])
-        shared = conversation_rows_representation([{**row, "unread_count": 0, "my_role": None}], people)[0]
+        shared = conversation_rows_representation(
+            [{**row, "unread_count": 0, "unread_mentions": 0, "my_role": None}], people
+        )[0]
         # The last message's reactions as REST shows them to each recipient: `me`, not `user_ids`.
         summary = row["last_message__reaction_summary"] or []
         result, by_state = [], {}
-        for user_id, unread_count, role in member_states(conversation_id=conversation_id):
+        for user_id, unread_count, unread_mentions, role in member_states(conversation_id=conversation_id):
             if (recipients is not None and user_id not in recipients) or user_id == exclude:
                 continue
             mine = tuple(str(user_id) in entry["user_ids"] for entry in summary)
-            payload = by_state.get((unread_count, role, mine))
+            state = (unread_count, unread_mentions, role, mine)
+            payload = by_state.get(state)
             if payload is None:
-                conversation = {**shared, "role": role, "unread_count": unread_count}
+                conversation = {
+                    **shared, "role": role, "unread_count": unread_count, "unread_mentions": unread_mentions,
+                }
                 if shared["last_message"] is not None:
                     conversation["last_message"] = {**shared["last_message"], "reactions": [
                         {"emoji": entry["emoji"], "count": len(entry["user_ids"]), "me": me}
                         for entry, me in zip(summary, mine)
                     ]}
-                payload = by_state[(unread_count, role, mine)] = {
+                payload = by_state[state] = {
                     "type": event_type, "conversation_id": str(conversation_id), "conversation": conversation,
                 }
             result.append((user_id, payload))

@@ -232,9 +232,9 @@ def participant_rows(*, conversation: Conversation) -> QuerySet:
 def conversation_row(*, conversation_id) -> dict | None:
     """
     A conversation as CONVERSATION_ROW_FIELDS without the viewer's own (read marker, unread
-    count, role): what every recipient of its event shares, one query.
+    count and mentions, role): what every recipient of its event shares, one query.
     """
-    own = {"my_last_read_at", "unread_count", "my_role"}
+    own = {"my_last_read_at", "unread_count", "my_role", "unread_mentions"}
     return (
         Conversation.objects.filter(pk=conversation_id)
         .values(*(name for name in CONVERSATION_ROW_FIELDS if name not in own))
@@ -243,11 +243,11 @@ def conversation_row(*, conversation_id) -> dict | None:
 
 
 def member_states(*, conversation_id) -> list[tuple]:
-    """(user_id, unread_count, role) of each participant: what differs between their copies of an event."""
+    """(user_id, unread_count, unread_mentions, role) of each participant: what differs between their copies."""
     return list(
         ConversationMembership.objects.filter(conversation_id=conversation_id)
-        .order_by("role", "unread_count", "user_id")
-        .values_list("user_id", "unread_count", "role")
+        .order_by("role", "unread_count", "unread_mentions", "user_id")
+        .values_list("user_id", "unread_count", "unread_mentions", "role")
     )
 
 
