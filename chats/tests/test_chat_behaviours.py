@@ -802,6 +802,7 @@ class TestTimelines:
 
 
 # --- search scope -------------------------------------------------------------------------
+@pytest.mark.django_db(transaction=True)  # MariaDB's FULLTEXT index shows only committed rows
 def test_message_search_only_covers_my_conversations(alice, bob, carol, mallory, client_for):
     mine = make_conversation(alice, bob, messages=("pizza tonight?",))
     make_conversation(bob, carol, messages=("pizza without alice",))

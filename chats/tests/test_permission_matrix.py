@@ -632,6 +632,7 @@ LIST_PROBES = [
 
 @pytest.mark.parametrize("actor", ["outsider", "admin"])
 @pytest.mark.parametrize("url,params", LIST_PROBES)
+@pytest.mark.django_db(transaction=True)  # searches too: MariaDB's FULLTEXT index shows only committed rows
 def test_lists_searches_and_filters_show_outsiders_nothing(world, actor, url, params):
     """Counts are 0, results empty and nothing private appears, whatever the filter."""
     query = fill(params, world.ids, world.user(actor), world)
@@ -656,6 +657,7 @@ def test_lists_searches_and_filters_show_outsiders_nothing(world, actor, url, pa
         ("/api/conversations/", {"participant": "{third}"}, 1),
     ],
 )
+@pytest.mark.django_db(transaction=True)  # it searches: MariaDB's FULLTEXT index shows only committed rows
 def test_the_same_probes_do_find_things_for_a_participant(world, url, params, expected):
     """Control for the test above: the probes are not empty for everyone."""
     response = world.client("participant").get(url, fill(params, world.ids, world.participant, world))
