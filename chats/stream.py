@@ -58,10 +58,8 @@ def record(frames: Iterable[tuple[UUID, dict]]) -> list[tuple[dict, dict[UUID, i
     now = timezone.now()
     # One stored frame per run, whatever its number of recipients: 1,000 people are sent one
     # message as 1,000 small Event rows pointing to one EventFrame, not 1,000 copies of it.
+    # Every supported database returns the ids of a bulk insert (SQLite 3.35+, MariaDB 10.5+, PostgreSQL).
     payloads = EventFrame.objects.bulk_create([EventFrame(frame=frame, created_at=now) for frame, _ in runs])
-    if any(payload.pk is None for payload in payloads):  # a database that cannot return the ids of a bulk insert
-        for payload in payloads:
-            payload.save()
     numbered, rows = [], []
     for (frame, user_ids), payload in zip(runs, payloads):
         recipients = {}
