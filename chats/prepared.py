@@ -19,11 +19,14 @@ are part of the shape: each shape is compiled once per connection (at most MAX_S
 UUID type, or 32 hex digits), and making an object of each to print it again cost a sixth of the
 inbox's CPU. MariaDB's text is already canonical, so there no converter runs at all.
 """
+import json
 import uuid
 from collections import OrderedDict
 
+import orjson
 from django.db import connections, router
-from django.db.models import Field, QuerySet
+from django.db.models import Field, JSONField, QuerySet
+from django.db.models.expressions import Col
 
 MAX_SHAPES = 64
 
@@ -121,6 +124,10 @@ class PreparedRead:
                     else:
                         converters[position] = ([uuid_text], expression)
             converters = dict(sorted(converters.items()))
+        for position, (_functions, expression) in list(converters.items()):
+            field = expression.output_field
+            if isinstance(expression, Col) and isinstance(field, JSONField) and field.decoder is None:
+                converters[position] = ([json_value], expression)
         iterable = queryset._iterable_class.__name__
         if iterable == "ValuesIterable":
             names = tuple(query.selected) if query.selected else (
@@ -153,6 +160,23 @@ def uuid_text(value, expression, connection) -> str | None:
         if len(value) == 32:  # char(32): MySQL, older MariaDB, SQLite
             return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}".lower()
     return str(value if isinstance(value, uuid.UUID) else uuid.UUID(value))
+
+
+def json_value(value, expression, connection):
+    """
+    JSONField.from_db_value for a whole column (no decoder, no key transform), with orjson: the
+    same values (anything orjson refuses, e.g. NaN or integers past 64 bits, goes to `json`), at a
+    fifth of the CPU; an inbox page decodes two per row.
+    """
+    if value is None or not isinstance(value, (str, bytes)):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
 
 
 def _hashable(value):

@@ -165,3 +165,33 @@ def test_uuid_text_prints_every_form_a_database_sends_as_str_of_the_uuid():
     for sent in (value, str(value), str(value).upper(), value.hex, value.hex.upper()):
         assert uuid_text(sent, None, None) == str(value), sent
     assert uuid_text(None, None, None) is None
+
+
+def test_json_columns_come_back_as_the_orm_decodes_them(alice, bob):
+    """The inbox's JSON columns (the last message's reactions and mentions) are decoded with orjson: same values."""
+    conversation = make_conversation(alice, bob)
+    message = send(conversation, bob, "hi @alice")
+    summary = [{"emoji": "👍", "user_ids": [str(alice.pk), str(bob.pk)]}, {"emoji": "🎉", "user_ids": [str(bob.pk)]}]
+    Message.objects.filter(pk=message.pk).update(reaction_summary=summary, mentions=[str(alice.pk)])
+    read = PreparedRead(
+        lambda user: selectors.conversation_rows(selectors.conversation_list_for_user(user=user)),
+        model=Conversation,
+        values={"user": User._meta.pk},
+    )
+    (row,) = read.read(values={"user": alice.pk})
+    assert row == list(selectors.conversation_rows(selectors.conversation_list_for_user(user=alice)))[0]
+    assert row["last_message__reaction_summary"] == summary
+    assert row["last_message__mentions"] == [str(alice.pk)]
+
+
+def test_json_value_falls_back_to_json_where_orjson_refuses():
+    from chats.prepared import json_value
+
+    assert json_value('{"a": [1, "b"]}', None, None) == {"a": [1, "b"]}
+    assert json_value(b"[]", None, None) == []
+    assert json_value(str(2**70), None, None) == 2**70  # past 64 bits: orjson refuses, json reads it
+    nan = json_value("NaN", None, None)
+    assert nan != nan  # json's NaN
+    assert json_value("not json", None, None) == "not json"  # as JSONField.from_db_value does
+    assert json_value(None, None, None) is None
+    assert json_value([1], None, None) == [1]  # already decoded by the driver
