@@ -522,3 +522,91 @@ def test_attachments_and_presence(webclient_server, browser):
     for context in contexts:
         context.close()
     assert time.monotonic() - started < 60
+
+
+def test_group_title_mentions_search_mute_and_archive(webclient_server, browser):
+    """
+    A titled group shows its title; a message that mentions you is marked in the inbox (@ badge)
+    and in the timeline; search finds messages and opens their conversation; mute and archive are
+    yours alone, follow you to your other device, and a new message brings an archived conversation back.
+    """
+    hana = register(webclient_server, "Hana", "Hill")
+    ivan = register(webclient_server, "Ivan", "Ivers")
+    jo = register(webclient_server, "Jo", "Jones")
+    _, group = servers.api(webclient_server, "POST", "/api/conversations/", {
+        "participants": [ivan.user_id, jo.user_id], "messages": [{"message_body": "Kickoff"}],
+    }, token=hana.token, expect=201)
+    servers.api(webclient_server, "PATCH", f"/api/conversations/{group['conversation_id']}/",
+                {"title": "Lighthouse crew"}, token=hana.token, expect=200)
+    contexts = [browser.new_context(viewport={"width": 1100, "height": 720}) for _ in range(2)]
+    tab, other_tab = (open_client(c, webclient_server, n) for c, n in zip(contexts, ("hana", "hana's phone")))
+    page = tab.page
+    log_in(tab, hana)
+    row = inbox_item(page, "Lighthouse crew")
+    expect(row).to_have_count(1)
+
+    # Ivan mentions Hana: the row shows an @ badge; the message is marked as mentioning her.
+    servers.api(webclient_server, "POST", f"/api/conversations/{group['conversation_id']}/messages/",
+                {"message_body": "@Hana the beacon needs oil", "mentions": [hana.user_id]},
+                token=ivan.token, expect=201)
+    expect(row.locator(".badge.mention")).to_have_text("@1 mention of you")
+    row.click()
+    expect(page.locator("#conversation-title")).to_have_text("Lighthouse crew")
+    marked = message(page, "@Hana the beacon needs oil")
+    expect(marked).to_have_class(re.compile(r"\bmentions-me\b"))
+    expect(marked.locator(".mention-note")).to_have_text("mentions you")
+    expect(message(page, "Kickoff")).not_to_have_class(re.compile(r"\bmentions-me\b"))
+    expect(row.locator(".badge")).to_have_count(0)  # read now
+
+    # Search: the matching message, in its conversation; a click opens it.
+    page.fill("#search-input", "beacon")
+    page.press("#search-input", "Enter")
+    results = page.locator("#search-results button")
+    expect(results).to_have_count(1)
+    expect(results.first).to_contain_text("Ivan Ivers: @Hana the beacon needs oil")
+    expect(results.first).to_contain_text("in Lighthouse crew")
+    page.fill("#search-input", "zeppelin")
+    page.press("#search-input", "Enter")
+    expect(page.locator("#search-results")).to_contain_text("No message matches.")
+    page.fill("#search-input", "beacon")
+    page.press("#search-input", "Enter")
+    results.first.click()
+    expect(page.locator("#conversation-title")).to_have_text("Lighthouse crew")
+
+    # Mute: Hana's own setting (the server says so), shown on the row, on her other device too.
+    log_in(other_tab, hana)
+    page.get_by_role("button", name="Mute").click()
+    expect(page.get_by_role("button", name="Unmute")).to_have_attribute("aria-pressed", "true")
+    _, mine = servers.api(webclient_server, "GET", f"/api/conversations/{group['conversation_id']}/membership/",
+                          token=hana.token, expect=200)
+    assert mine["muted"] is True
+    _, ivans = servers.api(webclient_server, "GET", f"/api/conversations/{group['conversation_id']}/membership/",
+                           token=ivan.token, expect=200)
+    assert ivans["muted"] is False
+    expect(row.locator(".conv-flags")).to_have_text("(muted)")
+    expect(inbox_item(other_tab.page, "Lighthouse crew").locator(".conv-flags")).to_have_text("(muted)")
+    page.get_by_role("button", name="Unmute").click()
+    expect(row.locator(".conv-flags")).to_have_count(0)
+
+    # Archive: gone from the inbox (and from the other device's), listed under Archived.
+    page.get_by_role("button", name="Archive", exact=True).click()
+    expect(row).to_have_count(0)
+    expect(inbox_item(other_tab.page, "Lighthouse crew")).to_have_count(0)
+    page.locator("#archived-toggle").click()
+    expect(page.locator("#archived-title")).to_be_visible()
+    expect(inbox_item(page, "Lighthouse crew")).to_have_count(1)
+    page.locator("#archived-toggle").click()
+    expect(inbox_item(page, "Lighthouse crew")).to_have_count(0)
+
+    # A new message from someone else unarchives it (it is not muted): back on both devices.
+    servers.api(webclient_server, "POST", f"/api/conversations/{group['conversation_id']}/messages/",
+                {"message_body": "Oil delivered"}, token=jo.token, expect=201)
+    expect(inbox_item(page, "Lighthouse crew")).to_have_count(1)
+    expect(inbox_item(other_tab.page, "Lighthouse crew")).to_have_count(1)
+    _, mine = servers.api(webclient_server, "GET", f"/api/conversations/{group['conversation_id']}/membership/",
+                          token=hana.token, expect=200)
+    assert mine["archived"] is False
+    assert serious_violations(page) == []
+    assert tab.problems == [] and other_tab.problems == []
+    for context in contexts:
+        context.close()

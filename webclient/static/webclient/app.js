@@ -28,6 +28,8 @@ const state = {
   typing: new Map(),             // conversation_id -> Map(user_id -> {name, until})
   replyTo: null, editing: null,  // message objects
   lastTypingSent: new Map(),
+  memberships: new Map(),        // conversation_id -> {muted, archived, archived_at, notifications}: yours
+  showArchived: false,           // the list shows the archived conversations instead of the inbox
 };
 
 // ---------------------------------------------------------------- helpers
@@ -357,7 +359,7 @@ function logout(tellServer = true, message = "") {
 // ---------------------------------------------------------------- loading state over REST
 async function loadInbox() {
   state.conversations.clear();
-  let url = "/api/conversations/?page_size=100";
+  let url = `/api/conversations/?page_size=100${state.showArchived ? "&archived=true" : ""}`;
   while (url) {
     const page = await api("GET", url);
     for (const c of page.results) state.conversations.set(c.conversation_id, c);
@@ -497,13 +499,21 @@ function applyEvent(f) {
       const m = f.message;
       settleOutbox(m);
       const conv = state.conversations.get(id);
-      if (!conv) { fetchConversation(id); break; }
+      const mine = state.memberships.get(id);
+      if (m.sender.user_id !== state.me.user_id && mine && mine.archived && !mine.muted) {
+        // The server unarchived it for us (a new message, not muted): back to the inbox.
+        applyMembership(id, { ...mine, archived: false, archived_at: null });
+      }
+      if (!conv) { if (!state.showArchived) fetchConversation(id, { unlessArchived: true }); break; }
       // sent_at strictly increases within a conversation: a message not newer than the last one
       // known is already counted (state loaded over REST after the stream position was taken).
       if (!conv.last_message || conv.last_message.sent_at < m.sent_at) {
         conv.last_message = m; conv.last_activity_at = m.sent_at;
         conv.message_count = (conv.message_count || 0) + 1;
-        if (m.sender.user_id !== state.me.user_id) conv.unread_count = (conv.unread_count || 0) + 1;
+        if (m.sender.user_id !== state.me.user_id) {
+          conv.unread_count = (conv.unread_count || 0) + 1;
+          if ((m.mentions || []).includes(state.me.user_id)) conv.unread_mentions = (conv.unread_mentions || 0) + 1;
+        }
       }
       const t = state.timelines.get(id);
       if (t && t.loaded) t.byId.set(m.message_id, m);
@@ -539,7 +549,12 @@ function applyEvent(f) {
       break;
     case "conversation.read": {
       const conv = state.conversations.get(id);
-      if (conv) conv.unread_count = f.unread_count;
+      if (conv) { conv.unread_count = f.unread_count; conv.unread_mentions = f.unread_mentions; }
+      break;
+    }
+    case "membership.updated": {
+      const { type, ...mine } = f;
+      applyMembership(id, mine);
       break;
     }
     default:
@@ -548,8 +563,18 @@ function applyEvent(f) {
   renderInbox();
   if (id === state.current) { renderConversation(); markSeen(); }
 }
-async function fetchConversation(id) {
-  try { upsertConversation(await api("GET", `/api/conversations/${id}/`)); renderInbox(); } catch { /* gone or offline */ }
+async function fetchConversation(id, { unlessArchived = false } = {}) {
+  try {
+    const conversation = await api("GET", `/api/conversations/${id}/`);
+    if (unlessArchived) {
+      // Unknown here: new, or archived (and muted: a message did not bring it back).
+      const mine = await api("GET", `/api/conversations/${id}/membership/`);
+      state.memberships.set(id, mine);
+      if (mine.archived) return;
+    }
+    upsertConversation(conversation);
+    renderInbox();
+  } catch { /* gone or offline */ }
 }
 
 // ---------------------------------------------------------------- presence
@@ -727,9 +752,12 @@ function markSeen() {
 
 // ---------------------------------------------------------------- rendering: inbox
 function conversationName(c) {
+  if (c.title) return c.title;
   const others = c.participants.filter((p) => p.user_id !== state.me.user_id);
   if (!others.length) return "Just you";
-  return others.map(fullName).join(", ");
+  // Large groups list their first participants only (participant_count has them all).
+  const more = (c.participant_count || 0) - c.participants.length;
+  return others.map(fullName).join(", ") + (more > 0 ? ` and ${more} more` : "");
 }
 function preview(c) {
   const m = c.last_message;
@@ -746,9 +774,12 @@ function renderInbox() {
   for (const c of convs) {
     const name = conversationName(c);
     const unread = c.unread_count || 0;
+    const mentions = c.unread_mentions || 0;
+    const muted = Boolean(state.memberships.get(c.conversation_id)?.muted);
     const partner = directPartner(c);
     const seen = partner ? presenceOf(partner.user_id) : null;
-    const sig = JSON.stringify([name, preview(c), unread, c.conversation_id === state.current, seen && seen.online]);
+    const sig = JSON.stringify([name, preview(c), unread, mentions, muted, c.conversation_id === state.current,
+      seen && seen.online]);
     let li = keep.get(c.conversation_id);
     keep.delete(c.conversation_id);
     if (!li) { li = el("li"); li.dataset.id = c.conversation_id; }
@@ -759,8 +790,11 @@ function renderInbox() {
         onclick: () => openConversation(c.conversation_id),
       },
       el("span", { class: "conv-name" }, partner ? presenceDot(partner.user_id) : null, name,
-        partner ? presenceLabel(partner.user_id) : null),
-      unread ? el("span", { class: "badge" }, String(unread), el("span", { class: "visually-hidden", text: " unread" })) : null,
+        partner ? presenceLabel(partner.user_id) : null,
+        muted ? el("span", { class: "conv-flags", text: "(muted)" }) : null),
+      mentions ? el("span", { class: "badge mention" }, `@${mentions}`,
+        el("span", { class: "visually-hidden", text: mentions === 1 ? " mention of you" : " mentions of you" })) : null,
+      unread && !mentions ? el("span", { class: "badge" }, String(unread), el("span", { class: "visually-hidden", text: " unread" })) : null,
       el("span", { class: "conv-preview", text: preview(c) }));
       const hadFocus = li.contains(document.activeElement);
       li.replaceChildren(button);
@@ -771,7 +805,10 @@ function renderInbox() {
   }
   for (const li of keep.values()) li.remove();
   syncPresence();
-  const total = convs.reduce((n, c) => n + (c.unread_count || 0), 0);
+  $("inbox-empty").textContent = state.showArchived ? "No archived conversations."
+    : "No conversations yet. Start one with “New conversation”.";
+  $("archived-title").hidden = !state.showArchived;
+  const total = state.showArchived ? 0 : convs.reduce((n, c) => n + (state.memberships.get(c.conversation_id)?.muted ? 0 : c.unread_count || 0), 0);
   document.title = `${total ? `(${total}) ` : ""}messaging_app – chat`;
 }
 
@@ -793,6 +830,73 @@ async function openConversation(id, { focus = true } = {}) {
   renderComposerContext();
   if (focus) $("composer-input").focus();
   markSeen();
+  loadMembership(id);
+}
+
+// ---------------------------------------------------------------- your settings of a conversation: mute, archive
+async function loadMembership(id) {
+  try { state.memberships.set(id, await api("GET", `/api/conversations/${id}/membership/`)); } catch { return; }
+  renderInbox();
+  if (id === state.current) renderMembershipButtons();
+}
+function renderMembershipButtons() {
+  const id = state.current;
+  const mine = id && state.conversations.has(id) ? state.memberships.get(id) : null;
+  $("mute-button").hidden = !mine;
+  $("archive-button").hidden = !mine;
+  if (!mine) return;
+  $("mute-button").textContent = mine.muted ? "Unmute" : "Mute";
+  $("mute-button").setAttribute("aria-pressed", String(mine.muted));
+  $("archive-button").textContent = mine.archived ? "Unarchive" : "Archive";
+}
+async function changeMembership(change) {
+  const id = state.current;
+  try {
+    applyMembership(id, await api("PATCH", `/api/conversations/${id}/membership/`, change));
+  } catch (err) { announce(err.message); }
+}
+function applyMembership(id, mine) {
+  const before = state.memberships.get(id);
+  state.memberships.set(id, mine);
+  if (!before || before.archived !== mine.archived) {
+    // It moved between the inbox and the archive: it leaves the list on screen, or joins it.
+    if (mine.archived !== state.showArchived) {
+      state.conversations.delete(id);
+      if (state.current === id) closeConversation();
+      announce(mine.archived ? "Conversation archived" : "Conversation back in your inbox");
+    } else if (!state.conversations.has(id)) {
+      fetchConversation(id);
+    }
+  }
+  renderInbox();
+  if (id === state.current) renderMembershipButtons();
+}
+
+// ---------------------------------------------------------------- search
+async function searchMessages(q) {
+  const section = $("search-section");
+  if (!q.trim()) { section.hidden = true; $("search-results").replaceChildren(); return; }
+  let page;
+  try { page = await api("GET", `/api/messages/?search=${encodeURIComponent(q)}&page_size=20`); } catch (err) {
+    announce(err.message); return;
+  }
+  const items = page.results.map((m) => {
+    const conv = state.conversations.get(m.conversation);
+    const where = conv ? conversationName(conv) : "an archived conversation";
+    return el("li", {}, el("button", { type: "button", onclick: () => openConversation(m.conversation) },
+      el("span", { text: `${m.sender.user_id === state.me.user_id ? "You" : fullName(m.sender)}: ${textOf(m)}` }),
+      el("span", { class: "where", text: `in ${where}, ${timeOf(m.sent_at)}` })));
+  });
+  $("search-results").replaceChildren(...(items.length ? items : [el("li", { class: "empty", text: "No message matches." })]));
+  section.hidden = false;
+  announce(`${page.count ?? items.length} ${items.length === 1 ? "message matches" : "messages match"}`);
+}
+async function toggleArchived() {
+  state.showArchived = !state.showArchived;
+  $("archived-toggle").setAttribute("aria-pressed", String(state.showArchived));
+  $("archived-toggle").textContent = state.showArchived ? "Inbox" : "Archived";
+  if (state.current) closeConversation();
+  try { await loadInbox(); } catch (err) { announce(err.message); }
 }
 function closeConversation() {
   state.current = null;
@@ -803,14 +907,16 @@ function closeConversation() {
 }
 function messageNode(m, byId) {
   const mine = m.sender.user_id === state.me.user_id;
-  const li = el("li", { class: `message${mine ? " mine" : ""}${m.is_deleted ? " deleted" : ""}` });
+  const mentionsMe = !m.is_deleted && (m.mentions || []).includes(state.me.user_id);
+  const li = el("li", { class: `message${mine ? " mine" : ""}${m.is_deleted ? " deleted" : ""}${mentionsMe ? " mentions-me" : ""}` });
   li.dataset.id = m.message_id || m.client_id;
   const meta = el("div", { class: "meta" },
     el("span", { class: "sender", text: mine ? "You" : fullName(m.sender) }),
     el("time", { datetime: m.sent_at, text: timeOf(m.sent_at) }),
     m.edited_at && !m.is_deleted ? el("span", { class: "edited", text: "(edited)" }) : null,
     m.pending && !m.error ? el("span", { class: "pending", text: "Sending…" }) : null,
-    m.error ? el("span", { class: "failed", text: `Not sent: ${m.error}` }) : null);
+    m.error ? el("span", { class: "failed", text: `Not sent: ${m.error}` }) : null,
+    mentionsMe ? el("span", { class: "mention-note", text: "mentions you" }) : null);
   li.append(meta);
   if (m.parent_message) {
     const parent = byId.get(m.parent_message);
@@ -842,6 +948,7 @@ function renderConversation({ stickToBottom = false, keepFromBottom = null } = {
   const conv = id && state.conversations.get(id);
   const removed = id && state.removed.has(id);
   $("members-button").hidden = !conv;
+  renderMembershipButtons();
   $("composer").hidden = !conv;
   $("conversation-notice").hidden = !removed;
   if (removed) $("conversation-notice").textContent = "You are no longer a member of this conversation: it no longer updates.";
@@ -869,7 +976,7 @@ function renderConversation({ stickToBottom = false, keepFromBottom = null } = {
   let index = 0;
   for (const m of messages) {
     const key = m.message_id || `pending:${m.client_id}`;
-    const sig = JSON.stringify([m.message_body, m.edited_at, m.is_deleted, m.error, Boolean(removed),
+    const sig = JSON.stringify([m.message_body, m.edited_at, m.is_deleted, m.error, Boolean(removed), m.mentions,
       (m.attachments || []).map((a) => a.attachment_id),
       m.parent_message && t.byId.get(m.parent_message)?.message_body]);
     let li = keep.get(key);
@@ -1112,6 +1219,11 @@ function wire() {
   searchBox($("members-search"), $("members-results"), addMember,
     (u) => (state.conversations.get(state.current)?.participants || []).some((p) => p.user_id === u.user_id));
   $("back").addEventListener("click", closeConversation);
+  $("mute-button").addEventListener("click", () => changeMembership({ muted: !state.memberships.get(state.current)?.muted }));
+  $("archive-button").addEventListener("click", () => changeMembership({ archived: !state.memberships.get(state.current)?.archived }));
+  $("archived-toggle").addEventListener("click", toggleArchived);
+  $("search-form").addEventListener("submit", (e) => { e.preventDefault(); searchMessages($("search-input").value); });
+  $("search-input").addEventListener("search", () => { if (!$("search-input").value) searchMessages(""); });
   $("load-older").addEventListener("click", loadOlder);
   $("timeline").addEventListener("scroll", () => {
     if ($("timeline").scrollTop < 40 && !state.removed.has(state.current)) loadOlder();
