@@ -81,9 +81,8 @@ class RedisConfig:
         url = environ.get("REDIS_URL") or (f"redis://{master}/0" if sentinels else "")
         return cls(url, sentinels, master, environ.get("REDIS_SENTINEL_PASSWORD", ""))
 
-    def primary_options(self, retry_class=None, **overrides) -> dict:
+    def primary_options(self, retry_class, **overrides) -> dict:
         """Options of the primary's pool with Sentinel: what REDIS_URL still says, the timeouts, `overrides`."""
-        retry_class = retry_class or FailoverRetry
         parsed = parse_url(self.url)
         options = {key: parsed[key] for key in ("db", "username", "password") if parsed.get(key) is not None}
         if self.url.startswith("rediss://"):
@@ -108,56 +107,60 @@ class RedisConfig:
         return url, {"master_name": self.master, "sentinel_kwargs": {"password": self.sentinel_password or None}}
 
 
-# --- synchronous clients (request threads; thread-safe pools) -----------------------------------
+# --- the clients ---------------------------------------------------------------------------------
 _sync_sentinels: dict[RedisConfig, object] = {}
 _sync_lock = threading.Lock()
+# asyncio: a client's connections (and a sentinel manager's) belong to the loop that opened them.
+_async_sentinels: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
 
 
 def sync_client(*, max_connections: int | None = None, wait: float | None = None, config: RedisConfig | None = None,
                 **options):
     """
-    A redis.Redis. With `max_connections`, its pool blocks callers beyond that many (up to `wait`
-    seconds) instead of failing. `options`: connection options (socket_timeout...).
+    A redis.Redis (thread-safe pools: request threads share it). With `max_connections`, its pool
+    blocks callers beyond that many (up to `wait` seconds) instead of failing. `options`:
+    connection options (socket_timeout...).
     """
-    config = config or RedisConfig.from_settings()
-    if not config.sentinels:
-        if max_connections:
-            return Redis(connection_pool=BlockingConnectionPool.from_url(
-                config.url, max_connections=max_connections, timeout=wait, **options))
-        return Redis.from_url(config.url, **options)
-    with _sync_lock:  # one manager (its connections to the sentinels) per configuration
-        sentinel = _sync_sentinels.get(config)
-        if sentinel is None:
-            sentinel = _sync_sentinels[config] = Sentinel(config.sentinels, sentinel_kwargs=config.sentinel_options())
-    if max_connections:
-        return sentinel.master_for(config.master, connection_pool_class=BlockingSentinelPool,
-                                   **config.primary_options(max_connections=max_connections, timeout=wait, **options))
-    return sentinel.master_for(config.master, **config.primary_options(**options))
+    def sentinel_of(config: RedisConfig):
+        with _sync_lock:  # one manager (its connections to the sentinels) per configuration
+            if config not in _sync_sentinels:
+                _sync_sentinels[config] = Sentinel(config.sentinels, sentinel_kwargs=config.sentinel_options())
+            return _sync_sentinels[config]
 
-
-# --- asyncio clients (a client's connections belong to the loop that opened them) ---------------
-_async_sentinels: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
+    return _client(_SYNC, config or RedisConfig.from_settings(), sentinel_of, max_connections, wait, options)
 
 
 def async_client(*, max_connections: int | None = None, wait: float | None = None, config: RedisConfig | None = None,
                  **options):
     """A redis.asyncio.Redis for the running loop; as sync_client()."""
-    config = config or RedisConfig.from_settings()
+    def sentinel_of(config: RedisConfig):
+        managers = _async_sentinels.setdefault(asyncio.get_running_loop(), {})
+        if config not in managers:
+            managers[config] = AsyncSentinel(config.sentinels, sentinel_kwargs=config.sentinel_options(AsyncRetry))
+        return managers[config]
+
+    return _client(_ASYNC, config or RedisConfig.from_settings(), sentinel_of, max_connections, wait, options)
+
+
+@dataclass(frozen=True)
+class _Flavour:
+    """The redis-py classes of one side (synchronous or asyncio)."""
+
+    redis: type
+    blocking_pool: type
+    blocking_sentinel_pool: type
+    failover_retry: type
+
+
+def _client(flavour: _Flavour, config: RedisConfig, sentinel_of, max_connections, wait, options: dict):
+    blocking = {"max_connections": max_connections, "timeout": wait} if max_connections else {}
     if not config.sentinels:
-        if max_connections:
-            return AsyncRedis(connection_pool=AsyncBlockingConnectionPool.from_url(
-                config.url, max_connections=max_connections, timeout=wait, **options))
-        return AsyncRedis.from_url(config.url, **options)
-    managers = _async_sentinels.setdefault(asyncio.get_running_loop(), {})
-    sentinel = managers.get(config)
-    if sentinel is None:
-        sentinel = managers[config] = AsyncSentinel(config.sentinels,
-                                                    sentinel_kwargs=config.sentinel_options(AsyncRetry))
-    if max_connections:
-        return sentinel.master_for(
-            config.master, connection_pool_class=AsyncBlockingSentinelPool,
-            **config.primary_options(AsyncFailoverRetry, max_connections=max_connections, timeout=wait, **options))
-    return sentinel.master_for(config.master, **config.primary_options(AsyncFailoverRetry, **options))
+        if blocking:
+            return flavour.redis(connection_pool=flavour.blocking_pool.from_url(config.url, **blocking, **options))
+        return flavour.redis.from_url(config.url, **options)
+    pool_class = {"connection_pool_class": flavour.blocking_sentinel_pool} if blocking else {}
+    return sentinel_of(config).master_for(
+        config.master, **pool_class, **config.primary_options(flavour.failover_retry, **blocking, **options))
 
 
 def broker_client(broker_url: str, master: str, **options):
@@ -201,3 +204,7 @@ class FailoverRetry(Retry):
 class AsyncFailoverRetry(AsyncRetry):
     async def call_with_retry(self, do, fail, is_retryable=None, with_failure_count=False):
         return await super().call_with_retry(do, fail, _within_deadline(is_retryable), with_failure_count)
+
+
+_SYNC = _Flavour(Redis, BlockingConnectionPool, BlockingSentinelPool, FailoverRetry)
+_ASYNC = _Flavour(AsyncRedis, AsyncBlockingConnectionPool, AsyncBlockingSentinelPool, AsyncFailoverRetry)
