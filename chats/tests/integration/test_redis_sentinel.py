@@ -10,8 +10,9 @@ find the primary through the sentinels (REDIS_SENTINELS), with sockets on both.
   how long until a message is delivered live again, and checks that nothing was lost or repeated
   on any socket: what the live path missed during the failover came from the stream. A send
   during the failover is answered 201 or 503 (nothing written), never 500.
-- After: /readyz is 200 on both servers, a new socket takes its slot on the new primary, and the
-  metrics' queue depth reads the broker there.
+- After: /readyz is 200 on both servers, a new socket takes its slot on the new primary, the
+  metrics' queue depth reads the broker there, and the background worker (connected before the
+  failover, through kombu's Sentinel transport) runs a task sent there.
 - Then the new primary stops too, with no replica left to promote: sends are answered within
   seconds (503, or 201 with the live publish skipped), /readyz is 503; when it comes back (empty)
   everything resumes by itself and every socket has every message written, once.
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from celery import Celery
 
 from chats.tests.integration.servers import (
     PASSWORD,
@@ -46,8 +48,10 @@ from chats.tests.integration.servers import (
 )
 from chats.tests.integration.test_read_replicas import wait_for
 from chats.tests.integration.test_two_servers import LiveSocket
+from chats.tests.test_metrics import scrape, value
 from messaging_app.metrics_server import TaskQueueCollector
 from messaging_app.redis_clients import RedisConfig
+from notifications.tests.test_worker import Worker
 
 pytestmark = pytest.mark.integration
 
@@ -119,6 +123,7 @@ class SentinelCluster:
         self.replica = RedisProcess(tmp, "replica")
         self.sentinels = [RedisProcess(tmp, f"sentinel{n}") for n in (1, 2, 3)]
         self.servers: list[Server] = []
+        self.worker: Worker | None = None
 
     def start_redis(self) -> None:
         self.primary.start_server()
@@ -161,18 +166,31 @@ class SentinelCluster:
             server = Server(f"server{number}", free_port(), self.tmp / f"server{number}.log")
             self.servers.append(server)
             start_uvicorn(server, env)
+        # A background worker on the default broker: the same primary, through kombu's Sentinel
+        # transport; it serves its metrics (which count the tasks it ran).
+        self.worker_metrics_port = free_port()
+        self.worker = Worker(dict(env, METRICS_PORT=str(self.worker_metrics_port), METRICS_HOST="127.0.0.1"),
+                             self.tmp / "worker.log").start()
         for server in self.servers:
             wait_until_answering(server, 60)
+
+    def tasks_run(self) -> float:
+        return value(scrape(self.worker_metrics_port), "messaging_tasks_total", task="notifications.ping",
+                     outcome="succeeded")
 
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
+        if self.worker is not None:
+            self.worker.stop()
         for node in (*self.sentinels, self.replica, self.primary):
             node.kill()
 
     def logs(self):
         for server in self.servers:
             yield server.name, server.log_text()
+        if self.worker is not None:
+            yield "worker", self.worker.log_text()
         for node in (self.primary, self.replica, *self.sentinels):
             yield f"{node.name} (port {node.port})", node.log_text()
 
@@ -341,9 +359,17 @@ def test_a_primary_failover_loses_and_repeats_nothing_and_delivery_resumes_by_it
                 assert client.zcard(f"ws:sockets:{uuid.UUID(bob['user_id']).hex}") == 3
                 # The metrics' queue depth reads the Celery broker on the new primary too.
                 client.rpush("it-queue", "a task", "another")
-            broker = RedisConfig.from_environ(cluster.env()).celery_broker()[0]
+            broker, transport_options = RedisConfig.from_environ(cluster.env()).celery_broker()
             (depth,) = TaskQueueCollector(broker, "it-queue", MASTER).collect()
             assert [sample.value for sample in depth.samples] == [2]
+        # The worker, connected before the failover, takes tasks from the new primary.
+        client = Celery(broker=broker)
+        client.conf.update(broker_transport_options=transport_options, task_default_queue="messaging")
+        try:
+            client.send_task("notifications.ping", args=["after the failover"])
+        finally:
+            client.close()
+        wait_for(lambda: cluster.tasks_run() == 1, 30, "the worker to run a task after the failover")
 
         # -- 2. The new primary stops too, with no replica left: no failover is possible ---------
         # A send is answered within seconds: 503 when its rate limit had to count in Redis (nothing
