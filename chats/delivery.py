@@ -33,7 +33,7 @@ from typing import Protocol
 import orjson
 from django.conf import settings
 
-from messaging_app import metrics
+from messaging_app import metrics, redis_clients
 
 logger = logging.getLogger(__name__)
 
@@ -149,13 +149,9 @@ def redis_sync():
     """One client (a thread-safe pool) per process, for publishing from request threads."""
     global _sync_client
     if _sync_client is None:
-        from redis import BlockingConnectionPool, Redis
-
         with _sync_client_lock:
             if _sync_client is None:
-                _sync_client = Redis(connection_pool=BlockingConnectionPool.from_url(
-                    settings.REDIS_URL, max_connections=64, timeout=10.0
-                ))
+                _sync_client = redis_clients.sync_client(max_connections=64, wait=10.0)
     return _sync_client
 
 
@@ -227,11 +223,13 @@ def _hand(socket: Socket, item) -> None:
 
 
 async def _listen() -> None:
-    """This loop's subscription: published messages to dispatch(), for as long as the loop has sockets."""
-    from redis.asyncio import Redis
-
+    """
+    This loop's subscription: published messages to dispatch(), for as long as the loop has sockets.
+    With Sentinel each attempt asks the sentinels for the primary: after a failover the next
+    attempt subscribes on the new one (docs/redis.md).
+    """
     while True:
-        client = Redis.from_url(settings.REDIS_URL, socket_keepalive=True, socket_timeout=None)
+        client = redis_clients.async_client(socket_keepalive=True, socket_timeout=None)
         pubsub = client.pubsub()
         try:
             await pubsub.subscribe(settings.LIVE_CHANNEL)

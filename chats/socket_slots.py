@@ -13,10 +13,16 @@ processes racing for the last slot cannot both win and their clocks do not
 matter. Without Redis there is one process, and a dict does the same job.
 """
 import asyncio
+import logging
 import weakref
 from uuid import UUID
 
 from django.conf import settings
+from redis.exceptions import RedisError
+
+from messaging_app import redis_clients
+
+logger = logging.getLogger(__name__)
 
 SLOT_TTL_SECONDS = 60
 RENEW_SECONDS = 20
@@ -71,10 +77,7 @@ REDIS_POOL_WAIT = 10.0
 
 
 def pooled_client():
-    from redis.asyncio import BlockingConnectionPool, Redis
-
-    pool = BlockingConnectionPool.from_url(settings.REDIS_URL, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_WAIT)
-    return Redis(connection_pool=pool)
+    return redis_clients.async_client(max_connections=REDIS_POOL_SIZE, wait=REDIS_POOL_WAIT)
 
 
 async def claim(user_id: UUID, channel_name: str) -> bool:
@@ -90,9 +93,17 @@ async def claim(user_id: UUID, channel_name: str) -> bool:
 
 
 async def renew(user_id: UUID, channel_name: str) -> None:
-    """Keep the slot from lapsing (re-added if it had: the socket is still open and must count)."""
+    """
+    Keep the slot from lapsing (re-added if it had: the socket is still open and must count).
+    A renewal that fails (Redis restarting, failing over) is logged, and the next one re-adds the
+    entry: the socket keeps its keep-alive, and its slot is lost for SLOT_TTL_SECONDS at most.
+    """
     if settings.REDIS_URL:
-        await loop_client().eval(_CLAIM, 1, _key(user_id), -1, channel_name, SLOT_TTL_SECONDS)
+        try:
+            await loop_client().eval(_CLAIM, 1, _key(user_id), -1, channel_name, SLOT_TTL_SECONDS)
+        except RedisError:
+            logger.warning("Could not renew the socket slot of user %s; retrying in %ss.", user_id.hex,
+                           RENEW_SECONDS, exc_info=True)
 
 
 async def release(user_id: UUID, channel_name: str) -> None:

@@ -11,8 +11,11 @@ requests' synchronous code.
 """
 import threading
 
+from django.conf import settings
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.utils.functional import cached_property
+
+from messaging_app import redis_clients
 
 _clients: dict[tuple, object] = {}
 _clients_lock = threading.Lock()
@@ -40,9 +43,12 @@ class SharedRedisCacheClient(RedisCacheClient):
         index = self._get_connection_pool_index(write)
         client = self._redis_clients.get(index)
         if client is None:
-            if index not in self._pools:
-                self._pools[index] = self._pool_class.from_url(self._servers[index], **self._pool_options)
-            client = self._redis_clients[index] = self._client(connection_pool=self._pools[index])
+            if settings.REDIS_SENTINELS:  # the primary the sentinels name (messaging_app/redis_clients.py)
+                client = self._redis_clients[index] = redis_clients.sync_client(**self._pool_options)
+            else:
+                if index not in self._pools:
+                    self._pools[index] = self._pool_class.from_url(self._servers[index], **self._pool_options)
+                client = self._redis_clients[index] = self._client(connection_pool=self._pools[index])
             client.incr_window = client.register_script(INCR_WINDOW)
         return client
 

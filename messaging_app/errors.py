@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from drf_standardized_errors.handler import ExceptionHandler
+from redis.exceptions import RedisError
 from rest_framework import exceptions
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.serializers import as_serializer_error
@@ -60,7 +61,9 @@ class ApiExceptionHandler(ExceptionHandler):
     def convert_known_exceptions(self, exc: Exception) -> Exception:
         # The database is down or unreachable: a retryable 503, not a 500. Any open
         # transaction was rolled back, so nothing is half-written.
-        if isinstance(exc, (OperationalError, InterfaceError)):
+        # So is Redis (the throttle counters on every request), e.g. while Sentinel fails over
+        # after the client's retries (docs/redis.md).
+        if isinstance(exc, (OperationalError, InterfaceError, RedisError)):
             unavailable = ServiceUnavailable()
             unavailable.wait = 5
             return unavailable
@@ -102,7 +105,8 @@ class ApiExceptionHandler(ExceptionHandler):
         # the database's error, instead of a full traceback each.
         request = getattr(self.context.get("request"), "_request", None)
         request_logger.error(
-            "Service unavailable (database): %s: %s", getattr(request, "path", ""), self.exc,
+            "Service unavailable (%s): %s: %s", "redis" if isinstance(self.exc, RedisError) else "database",
+            getattr(request, "path", ""), self.exc,
             extra={"status_code": response.status_code, "request": request},
         )
         response._has_been_logged = True  # Django's own 5xx log line would repeat it

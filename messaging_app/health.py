@@ -28,12 +28,17 @@ def _redis_ready() -> bool:
         return True
     import redis
 
+    from messaging_app.redis_clients import sync_client
+
+    # With Sentinel: the primary the sentinels name now (none while they fail over).
+    client = sync_client(socket_connect_timeout=1, socket_timeout=1, retry=None)  # answer within the probe's timeout
     try:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
         return bool(client.ping())
     except redis.RedisError as exc:
         logger.warning("readyz: redis unreachable: %s", exc)
         return False
+    finally:
+        client.close()
 
 
 def readiness() -> tuple[bool, dict]:

@@ -67,6 +67,17 @@ REPLICA_USABLE = Gauge(
     "messaging_db_replica_usable", "1 while a read replica takes reads, 0 while reads fall back to the primary.",
     ["replica"], multiprocess_mode="liveall",
 )
+# Background tasks (messaging_app/celery.py records them where tasks run: the worker's processes,
+# or the web's when tasks run in-process). Labelled by task name: the few tasks the code defines.
+TASK_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+TASKS = Counter(
+    "messaging_tasks", "Background tasks run, by task name and outcome (succeeded, failed, retried, other).",
+    ["task", "outcome"],
+)
+TASK_DURATION = Histogram(
+    "messaging_task_duration_seconds", "Time one run of a background task took, by task name.",
+    ["task"], buckets=TASK_DURATION_BUCKETS,
+)
 REPLICA_LAG = Gauge(
     "messaging_db_replica_lag_seconds", "Replication lag last measured on a read replica (-1: unreachable).",
     ["replica"], multiprocess_mode="livemax",

@@ -50,13 +50,13 @@ def worker_exited(pid: int) -> None:
 
 class TaskQueueCollector:
     """
-    messaging_task_queue_depth{queue}: tasks waiting in the Celery queue, one LLEN (Redis broker)
-    or one passive queue declaration (RabbitMQ) per scrape, with a 1 s deadline. Nothing when no
-    broker is configured (tasks then run in-process).
+    messaging_task_queue_depth{queue}: tasks waiting in the Celery queue, one LLEN (Redis broker,
+    on the primary Sentinel names for sentinel:// URLs) or one passive queue declaration (RabbitMQ)
+    per scrape, with a 1 s deadline. Nothing when no broker is configured (tasks then run in-process).
     """
 
-    def __init__(self, broker_url: str, queue: str) -> None:
-        self.broker_url, self.queue = broker_url, queue
+    def __init__(self, broker_url: str, queue: str, sentinel_master: str = "") -> None:
+        self.broker_url, self.queue, self.sentinel_master = broker_url, queue, sentinel_master
 
     def collect(self):
         if not self.broker_url:
@@ -74,10 +74,11 @@ class TaskQueueCollector:
         yield family
 
     def _depth(self) -> int:
-        if self.broker_url.startswith(("redis://", "rediss://", "unix://")):
-            import redis
+        if self.broker_url.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
+            from messaging_app.redis_clients import broker_client
 
-            client = redis.Redis.from_url(self.broker_url, socket_connect_timeout=1, socket_timeout=1)
+            client = broker_client(self.broker_url, self.sentinel_master, socket_connect_timeout=1, socket_timeout=1,
+                                   retry=None)
             try:
                 return int(client.llen(self.queue))
             finally:
@@ -89,10 +90,14 @@ class TaskQueueCollector:
 
 
 def registry() -> CollectorRegistry:
+    """What every process of the pod recorded, and the queue's depth (the broker as settings.py derives it)."""
+    from messaging_app.redis_clients import RedisConfig
+
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
-    broker = os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL") or ""
-    registry.register(TaskQueueCollector(broker, os.environ.get("CELERY_QUEUE", "messaging")))
+    redis = RedisConfig.from_environ(os.environ)
+    broker = os.environ.get("CELERY_BROKER_URL") or redis.celery_broker()[0]
+    registry.register(TaskQueueCollector(broker, os.environ.get("CELERY_QUEUE", "messaging"), redis.master))
     return registry
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from messaging_app.redis_clients import RedisConfig, parse_sentinels
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # Settings come from the real environment only (a `.env` file belongs to docker compose).
@@ -197,12 +199,27 @@ REPLICA_MAX_LAG_SECONDS = env.float("REPLICA_MAX_LAG_SECONDS", default=2.0)
 REPLICA_CHECK_SECONDS = env.float("REPLICA_CHECK_SECONDS", default=2.0)
 DATABASE_ROUTERS = ["messaging_app.db.replicas.ReplicaRouter"] if DATABASE_REPLICAS else []
 
+# Redis (docs/redis.md): live delivery between processes, socket slots and presence, the shared
+# cache, the default Celery broker. REDIS_URL (e.g. redis://127.0.0.1:6379/0): one server. For
+# failover, REDIS_SENTINELS="host:port,host:port,host:port" (Redis Sentinel) watching the primary
+# named REDIS_SENTINEL_MASTER: the clients ask the sentinels where the primary is, and REDIS_URL
+# only gives the database number, password and TLS (rediss://); unset, redis://<master>/0.
+# REDIS_SENTINEL_PASSWORD: the sentinels' own password, if they have one. Neither: no Redis, one
+# process (events, slots and counters in memory), fine for `make run`.
+try:
+    REDIS_SENTINELS = parse_sentinels(env.str("REDIS_SENTINELS", default=""))
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="messaging")
+REDIS_SENTINEL_PASSWORD = env.str("REDIS_SENTINEL_PASSWORD", default="")
+REDIS_URL = env.str("REDIS_URL", default="") or (f"redis://{REDIS_SENTINEL_MASTER}/0" if REDIS_SENTINELS else "")
+
 # Shared cache: throttling and password-guess counters. Redis when configured (one connection
 # pool per process: messaging_app/cache.py), else per process.
 CACHES = {
     "default": (
-        {"BACKEND": "messaging_app.cache.SharedPoolRedisCache", "LOCATION": env.str("REDIS_URL")}
-        if env.str("REDIS_URL", default="")
+        {"BACKEND": "messaging_app.cache.SharedPoolRedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
@@ -500,10 +517,9 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Real-time delivery (WebSockets) ------------------------------------------------
-# REDIS_URL (e.g. redis://127.0.0.1:6379/0) shares events across processes and pods: each
+# Redis (REDIS_URL or REDIS_SENTINELS, above) shares events across processes and pods: each
 # write publishes once on LIVE_CHANNEL, and every process hands that to its own sockets
 # (chats/delivery.py). Without it, events stay inside one process (fine for `make run`).
-REDIS_URL = env.str("REDIS_URL", default="")
 # The Redis pub/sub channel of live delivery: deployments sharing one Redis keep their own.
 LIVE_CHANNEL = env.str("LIVE_CHANNEL", default="messaging:live")
 # A socket that stops reading is closed with 4408 (its client resumes from its last event_id):
@@ -534,7 +550,10 @@ if WS_MAX_SOCKETS_PER_USER < 1:
 # CELERY_BROKER_URL: redis://127.0.0.1:6379/1 or amqp://guest:guest@127.0.0.1:5672// (RabbitMQ);
 # unset, REDIS_URL is the broker. With neither (`make run`), tasks run in-process right after the
 # commit that scheduled them (task_always_eager): no worker to start.
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL
+# With Sentinel, the default broker is the same primary through kombu's sentinel:// transport.
+_REDIS_BROKER, _REDIS_BROKER_OPTIONS = RedisConfig(
+    REDIS_URL, tuple(REDIS_SENTINELS), REDIS_SENTINEL_MASTER, REDIS_SENTINEL_PASSWORD).celery_broker()
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or _REDIS_BROKER
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 # Results are not kept (tasks write what they did to the database); tests may set a backend.
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
@@ -549,7 +568,10 @@ CELERY_TASK_SERIALIZER = CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="messaging")
 # Redis redelivers a task taken by a worker that died (never acknowledged) after this many seconds.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+    **(_REDIS_BROKER_OPTIONS if CELERY_BROKER_URL == _REDIS_BROKER else {}),
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 

@@ -226,7 +226,14 @@ for colour in ("blue", "green"):
     pod = d["spec"]["template"]["spec"]
     c = pod["containers"][0]
     need((c.get("args") or [])[:4] == ["celery", "-A", "messaging_app", "worker"], f"{file}: runs the Celery worker")
-    need(not c.get("ports"), f"{file}: the worker serves nothing")
+    # It serves only its metrics (messaging_app/celery.py), to Prometheus, which scrapes the pod.
+    ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+    env = {e["name"]: e.get("value") for e in c.get("env", [])}
+    notes = d["spec"]["template"]["metadata"].get("annotations", {})
+    need(ports == {"metrics": 9100} and env.get("METRICS_PORT") == "9100",
+         f"{file}: the worker serves only its metrics, on port 9100 (METRICS_PORT)")
+    need(notes.get("prometheus.io/scrape") == "true" and notes.get("prometheus.io/port") == "9100"
+         and notes.get("prometheus.io/path") == "/metrics", f"{file}: prometheus.io scrape annotations on port 9100")
     need(pod.get("terminationGracePeriodSeconds", 30) >= 30, f"{file}: a grace period for the task under way")
     pod_checks(file, pod, c)
 need(worker_shapes.get("blue") == worker_shapes.get("green"), "blue and green workers differ in more than colour and image")

@@ -39,15 +39,15 @@ RABBITMQ_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 
 
 class Worker:
-    """`celery worker` (what `make worker` runs), one process (solo pool), logging to a file."""
+    """`celery worker` (what `make worker` runs), one process (solo pool) unless told, logging to a file."""
 
-    def __init__(self, env: dict, log_path: Path):
-        self.env, self.log_path, self.process = env, log_path, None
+    def __init__(self, env: dict, log_path: Path, pool: tuple[str, ...] = ("--pool=solo",)):
+        self.env, self.log_path, self.process, self.pool = env, log_path, None, pool
 
     def start(self) -> "Worker":
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "messaging_app", "worker", "--pool=solo", "--loglevel=INFO",
+                [sys.executable, "-m", "celery", "-A", "messaging_app", "worker", *self.pool, "--loglevel=INFO",
                  "--without-heartbeat", "--without-gossip", "--without-mingle"],
                 cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             )
