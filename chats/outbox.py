@@ -93,7 +93,9 @@ def defer(frames: Sequence[tuple[UUID, dict]]) -> list[UUID]:
         members.add(user_id)
         previous = frame
     now = timezone.now()
-    EventOutbox.objects.bulk_create([EventOutbox(key=key, runs=runs, created_at=now) for key, runs in runs_by_key.items()])
+    EventOutbox.objects.bulk_create(
+        [EventOutbox(key=key, runs=runs, created_at=now) for key, runs in runs_by_key.items()]
+    )
     keys = list(runs_by_key)
     transaction.on_commit(lambda: schedule(keys), robust=True)
     return keys
