@@ -191,8 +191,15 @@ class Drainer(threading.Thread):
                     self._waiting.discard(key)  # rows queued from now on need another drain
                 self._safely(drain, key)
             if time.monotonic() >= next_sweep:
-                self._safely(sweep)
+                self._safely(self._sweep)
                 next_sweep = time.monotonic() + period
+
+    @staticmethod
+    def _sweep() -> None:
+        numbered = sweep()
+        if numbered:  # late by EVENTS_OUTBOX_SWEEP_SECONDS or more: never silent
+            logger.warning("The outbox sweep numbered %d events left queued (a worker stopped, or drains lag).",
+                           numbered)
 
     def _safely(self, work, *args) -> None:
         close_old_connections()  # as a request would: a broken or too old connection is replaced

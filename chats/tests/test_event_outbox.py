@@ -10,6 +10,7 @@ The threshold is lowered here (2 or 3 people) so small groups exercise the outbo
 use 0 (everything queued). Runs on every database (SQLite, MariaDB, PostgreSQL).
 """
 import asyncio
+import logging
 import threading
 import time
 from datetime import timedelta
@@ -329,7 +330,7 @@ def wait_for(condition, timeout: float = TIMEOUT) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_server_drains_on_its_own_thread_and_sweeps(settings, drainer_thread, monkeypatch):
+def test_a_server_drains_on_its_own_thread_and_sweeps(settings, drainer_thread, monkeypatch, caplog):
     settings.EVENTS_INLINE_RECIPIENTS = 2
     people = UserFactory.create_batch(4)
     conversation = make_conversation(*people)
@@ -342,11 +343,14 @@ def test_a_server_drains_on_its_own_thread_and_sweeps(settings, drainer_thread, 
     send(conversation, people[0], "handed to the drainer")
     wait_for(lambda: positions(people) != before)
     assert drained_on and request_thread not in drained_on
-    # A row whose process never handed it over: the thread's sweep finds it.
+    # A row whose process never handed it over: the thread's sweep finds it, and says so.
     monkeypatch.setattr(outbox, "schedule", lambda keys: None)
-    send(conversation, people[1], "never handed over")
-    assert EventOutbox.objects.count() == 1
-    wait_for(lambda: not EventOutbox.objects.exists())
+    with caplog.at_level(logging.WARNING, logger="chats.outbox"):
+        send(conversation, people[1], "never handed over")
+        assert EventOutbox.objects.count() == 1
+        wait_for(lambda: "left queued" in caplog.text)
+    assert f"numbered {len(people)} events left queued" in caplog.text
+    assert not EventOutbox.objects.exists()
     for person in people:
         assert labels(stream_of(person, before[person.pk])) == [
             ("message.created", "handed to the drainer"), ("message.created", "never handed over")]
