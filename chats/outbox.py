@@ -29,11 +29,12 @@ Ordering, the guarantee:
 Exactly once: a row is deleted in the transaction that numbers its events. Concurrent drains of
 one conversation queue on its rows' locks (FOR UPDATE, in id order); the later one finds none.
 
-Lock order: a drain locks one conversation's outbox rows (id order), then streams (user id
-order). A change never takes an outbox lock: its check is a plain read in a subquery of its
-stream-locking query, and queuing is an INSERT, which waits for no lock under READ COMMITTED
-(no gap locks) or on PostgreSQL. So drains and changes cannot wait for each other in a cycle.
-A transaction records once, at the end of its outermost events.atomic service.
+Lock order: a drain locks one conversation's committed outbox rows (by id, in id order), then
+streams (user id order). A change never takes an outbox lock: its check is a plain read in a
+subquery of its stream-locking query, and queuing is an INSERT, which waits for no lock under READ
+COMMITTED (no gap locks) or on PostgreSQL; and a drain never waits for a change's uncommitted row.
+So drains and changes cannot wait for each other in a cycle, even in a transaction that records
+more than once (the admin's forms run several services in one).
 
 Crash safety: the row commits with the change. After the commit its process hands the key to its
 drainer thread (each server worker runs one: gunicorn.conf.py), or, in a process without one
@@ -109,8 +110,14 @@ def drain(key: UUID) -> int:
     from chats import events  # it imports this module
 
     with transaction.atomic():
-        rows = list(EventOutbox.objects.select_for_update().filter(key=key).order_by("id").values_list("id", "runs"))
-        if not rows:
+        # The committed rows, then those locked by id: a locking read of the key's range would
+        # also wait for a row a change inserted and has not committed yet (InnoDB), while that
+        # change may go on to lock streams this drain holds.
+        ids = list(EventOutbox.objects.filter(key=key).order_by("id").values_list("id", flat=True))
+        if not ids:
+            return 0
+        rows = list(EventOutbox.objects.select_for_update().filter(id__in=ids).order_by("id").values_list("id", "runs"))
+        if not rows:  # another drain took them
             return 0
         numbered = stream.record(
             (UUID(user_hex), frame) for _row_id, runs in rows for frame, user_hexes in runs for user_hex in user_hexes

@@ -312,6 +312,45 @@ def test_the_inline_check_takes_no_outbox_lock(settings, monkeypatch):
     assert not EventOutbox.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_drain_does_not_wait_for_a_change_still_open(settings, monkeypatch):
+    """
+    A change that queued a row and goes on (locking streams, say) while a drain of the same
+    conversation runs: the drain numbers the committed rows without waiting for the open one,
+    which its own drain numbers after its commit (PostgreSQL, MariaDB; SQLite's writers take turns).
+    """
+    settings.EVENTS_INLINE_RECIPIENTS = 0
+    people = UserFactory.create_batch(3)
+    monkeypatch.setattr(outbox, "schedule", lambda keys: None)
+    conversation = make_conversation(*people)  # a committed row
+    queued, release, drained = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def change():
+        with transaction.atomic():
+            outbox.defer([(person.pk, {"type": "x", "conversation_id": str(conversation.pk)}) for person in people])
+            queued.set()
+            release.wait(TIMEOUT)
+            seen["drained while open"] = drained.is_set()
+
+    def drain():
+        queued.wait(TIMEOUT)
+        seen["numbered"] = outbox.drain(conversation.pk)
+        drained.set()
+        release.set()
+
+    run_concurrently([change, drain])
+    if connection.features.has_select_for_update:  # the drain went first, with the committed row only
+        assert seen == {"drained while open": True, "numbered": len(people)}
+    else:  # SQLite: after the change committed, both rows
+        assert seen == {"drained while open": False, "numbered": 2 * len(people)}
+    monkeypatch.undo()
+    outbox.drain(conversation.pk)
+    assert not EventOutbox.objects.exists()
+    for person in people:
+        assert [f["type"] for f in stream_of(person)] == ["conversation.created", "x"]
+
+
 # --- the drainer thread and live sockets ----------------------------------------------------
 @pytest.fixture
 def drainer_thread(settings):
