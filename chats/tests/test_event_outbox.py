@@ -11,6 +11,9 @@ use 0 (everything queued). Runs on every database (SQLite, MariaDB, PostgreSQL).
 """
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -436,3 +439,17 @@ def test_announce_is_what_inline_recording_and_drains_share(group, django_captur
     finally:
         events.events_committed.disconnect(listener)
     assert received == [{p.pk for p in people}]
+
+
+@pytest.mark.parametrize("url, refused", [
+    ("mysql://root@127.0.0.1:3306/x?isolation_level=repeatable%20read", True),
+    ("mysql://root@127.0.0.1:3306/x?isolation_level=read%20committed", False),
+    ("mysql://root@127.0.0.1:3306/x", False),
+])
+def test_settings_refuse_an_isolation_level_the_outbox_order_check_cannot_trust(url, refused):
+    """Its check reads the latest committed rows: READ COMMITTED only."""
+    env = {**os.environ, "DJANGO_DEBUG": "1", "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "messaging_app.settings"}
+    code = "from django.conf import settings; settings.DATABASES"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert (result.returncode != 0) is refused, result.stderr
+    assert ("must stay READ COMMITTED" in result.stderr) is refused
