@@ -63,3 +63,11 @@ def on_exit(server):
         from messaging_app import metrics_server
 
         metrics_server.remove_directory()
+
+
+def post_worker_init(worker):
+    # Each worker numbers the events its requests queued in the event outbox on a thread of its own,
+    # off the request path, and sweeps rows a stopped worker left (chats/outbox.py).
+    from chats import outbox
+
+    outbox.start_drainer()

@@ -17,11 +17,12 @@ import threading
 from collections.abc import Callable, Iterable
 from uuid import UUID
 
+from django.conf import settings
 from django.db import transaction
 from django.dispatch import Signal
 from rest_framework.renderers import JSONRenderer
 
-from chats import delivery, stream
+from chats import delivery, outbox, stream
 from chats.models import Message, MessagePin
 from chats.selectors import (
     conversation_list_for_user,
@@ -52,7 +53,9 @@ def as_plain_json(data) -> dict:
 # still inside its transaction, the intents become frames (the state as it will commit, the
 # recipients as they are then: the participants at that moment), which are numbered and stored
 # in each recipient's stream, then delivered to their sockets once the transaction commits.
-# Nothing is announced that did not commit, and nothing commits without its events.
+# Nothing is announced that did not commit, and nothing commits without its events. Events to
+# more than EVENTS_INLINE_RECIPIENTS people are stored in the transaction as one outbox row
+# instead, and numbered, stored in the streams and delivered just after it (chats/outbox.py).
 
 _collecting = threading.local()
 
@@ -100,7 +103,21 @@ def _emit(intent: Callable[[], Iterable[tuple[UUID, dict]]]) -> None:
 
 
 def _record(intents: list) -> None:
-    numbered = stream.record(frame for intent in intents for frame in intent())
+    frames = [frame for intent in intents for frame in intent()]
+    if not frames:
+        return
+    numbered = None
+    if len({user_id for user_id, _frame in frames}) <= settings.EVENTS_INLINE_RECIPIENTS:
+        # Numbered now, unless this conversation has events queued: then behind them.
+        numbered = stream.record(frames, unless_queued=outbox.keys_of(frames))
+    if numbered is None:  # numbered after the commit, off the request (chats/outbox.py)
+        outbox.defer(frames)
+    else:
+        announce(numbered)
+
+
+def announce(numbered: list[tuple[dict, dict[UUID, int]]]) -> None:
+    """After the commit of the transaction that numbered them: delivery, and what hangs on events_committed."""
     if numbered:
         # robust: a channel layer outage is logged, never turned into a failed request; the
         # stream has the events, and sockets catch up from it.

@@ -448,3 +448,35 @@ class Event(models.Model):
     def frame(self) -> dict:
         """The frame as this user's sockets were sent it."""
         return {**self.payload.frame, "event_id": self.event_id}
+
+
+class EventOutbox(models.Model):
+    """
+    The events of a committed change, not numbered yet (chats/outbox.py): a change whose events go
+    to more than EVENTS_INLINE_RECIPIENTS people writes one row per conversation instead of an
+    Event per recipient, and a drain numbers them into the streams after the commit, then deletes
+    the row in the same transaction. Usually empty: rows live for milliseconds.
+    """
+
+    # The order of the queue: a drain numbers a conversation's rows by id, which is the order of
+    # their commits (every change that records a conversation's events for others holds its row
+    # lock while it writes its row; a member's own settings concern only their own stream).
+    # The sweeper reads the oldest rows first along this primary key.
+    id = models.BigAutoField(primary_key=True)
+    # The conversation the frames concern (their "conversation_id"; a frame without one: its
+    # recipient's user id). Not a foreign key: the rows outlive a deleted conversation until
+    # drained (its conversation.removed events are in them), and no check locks its row.
+    key = models.UUIDField()
+    # The frames as recorded: [[frame, [recipient user id as hex, ...]], ...], in order; a frame
+    # is given once for all its recipients, so 1,000 people cost one row of ~35 KB.
+    runs = models.JSONField()
+    # The sweeper (outbox.sweep) drains the rows older than EVENTS_OUTBOX_SWEEP_SECONDS: left by
+    # a process that stopped between its commit and its drain.
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            # drain(): a conversation's rows in id order, locked; and the check of every change
+            # recorded inline (stream.record): are rows of these conversations still queued?
+            models.Index(fields=["key", "id"], name="event_outbox_key_id_idx"),
+        ]

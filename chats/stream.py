@@ -3,8 +3,8 @@ Each user's event stream: the frames their sockets are sent, numbered and kept, 
 that was away can ask for exactly what it missed (GET /api/events/?since=, the socket's
 `resume` frame) and a socket can tell when it missed something.
 
-A user's events are numbered 1, 2, 3... (`event_id`) with no gap, in the order their
-transactions commit: a transaction that records events locks its recipients' EventStream rows
+A user's events are numbered 1, 2, 3... (`event_id`) with no gap, in the order the
+transactions that number them commit: such a transaction locks its recipients' EventStream rows
 (all at once, in user id order, so two transactions never wait for each other in a cycle),
 takes the next numbers, and writes its Event rows, all before it commits. A transaction that
 rolls back takes its numbers back with it; the next one gets them. So when event N of a user
@@ -12,11 +12,20 @@ exists, events 1..N-1 of theirs have committed too, and "the events after N" is 
 ordered answer: a missing N+1 below the stream's position means it was pruned
 (`CursorExpired`).
 
-Writes: `record`, called by chats/events.py inside the transaction. Reads: `position`,
-`after`, `check_cursor`.
+Which transaction numbers a change's events: the change's own, when they go to at most
+EVENTS_INLINE_RECIPIENTS people; otherwise a drain of the event outbox just after it commits
+(chats/outbox.py), off the request. Hence the order a user sees:
+- within one conversation, the order in which its changes committed (a change numbered inline
+  first checks, in the query that locks the streams, that none of its conversation's events
+  are still queued, and queues its own behind them if some are);
+- across conversations, the order in which they were numbered: a queued event of one
+  conversation may come after an inline one of another that committed later.
+
+Writes: `record`, called inside the transaction by chats/events.py and chats/outbox.py.
+Reads: `position`, `after`, `check_cursor`.
 """
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from uuid import UUID
 
@@ -24,7 +33,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from chats.models import Event, EventFrame, EventStream, User
+from chats.models import Event, EventFrame, EventOutbox, EventStream, User
 
 
 class CursorExpired(Exception):
@@ -35,12 +44,19 @@ class CursorAhead(Exception):
     """A cursor past the stream's position: no such event was ever sent to this user."""
 
 
-def record(frames: Iterable[tuple[UUID, dict]]) -> list[tuple[dict, dict[UUID, int]]]:
+def record(
+    frames: Iterable[tuple[UUID, dict]], *, unless_queued: Sequence[UUID] = ()
+) -> list[tuple[dict, dict[UUID, int]]] | None:
     """
     Number and store frames (recipient, frame) inside the current transaction; each recipient's
     frames in the order given. Returns them ready to deliver after commit, as runs of one frame
     (the same object given for several recipients in a row) with each recipient's `event_id`:
     [(frame, {user_id: event_id})]. A recipient deleted earlier in the transaction gets none.
+
+    `unless_queued`: outbox keys (conversation ids) whose queued rows must be numbered first.
+    If any of them has a row in the outbox, nothing is numbered and None is returned: the caller
+    queues its frames behind them (chats/outbox.py). The check rides on the query that locks
+    the streams, so it costs no round trip.
     """
     runs: list[tuple[dict, dict[UUID, None]]] = []  # (frame, its recipients, in order)
     for user_id, frame in frames:
@@ -54,7 +70,9 @@ def record(frames: Iterable[tuple[UUID, dict]]) -> list[tuple[dict, dict[UUID, i
     for _frame, user_ids in runs:
         for user_id in user_ids:
             counts[user_id] += 1
-    next_id = _take_numbers(counts)
+    next_id = _take_numbers(counts, unless_queued)
+    if next_id is None:
+        return None
     now = timezone.now()
     # One stored frame per run, whatever its number of recipients: 1,000 people are sent one
     # message as 1,000 small Event rows pointing to one EventFrame, not 1,000 copies of it.
@@ -106,11 +124,16 @@ def user_saved(sender, instance: User, created: bool, raw: bool = False, **kwarg
         EventStream.objects.bulk_create([EventStream(user_id=instance.pk)], ignore_conflicts=True)
 
 
-def _take_numbers(counts: dict[UUID, int]) -> dict[UUID, int]:
-    """Lock the recipients' streams (in user id order) and advance them; the first new number of each."""
+def _take_numbers(counts: dict[UUID, int], unless_queued: Sequence[UUID] = ()) -> dict[UUID, int] | None:
+    """
+    Lock the recipients' streams (in user id order) and advance them; the first new number of
+    each. None, with nothing advanced, if one of the `unless_queued` keys has rows in the outbox.
+    """
     assert transaction.get_connection().in_atomic_block, "events are recorded inside the change's transaction"
     user_ids = sorted(counts)
-    positions = _lock_streams(user_ids)
+    positions, queued = _lock_streams(user_ids, unless_queued)
+    if queued:
+        return None
     missing = [user_id for user_id in user_ids if user_id not in positions]
     # Every user gets a stream row when they are made (user_saved, migration 0005). One made by a
     # bulk insert that skipped it gets it here: locked after the others, out of order, so two
@@ -118,7 +141,7 @@ def _take_numbers(counts: dict[UUID, int]) -> dict[UUID, int]:
     if missing:
         existing = list(User.objects.filter(pk__in=missing).order_by("pk").values_list("pk", flat=True))
         EventStream.objects.bulk_create([EventStream(user_id=user_id) for user_id in existing], ignore_conflicts=True)
-        positions.update(_lock_streams(existing))
+        positions.update(_lock_streams(existing)[0])
         user_ids = [user_id for user_id in user_ids if user_id in positions]
     by_count: dict[int, list[UUID]] = defaultdict(list)
     for user_id in user_ids:
@@ -133,25 +156,39 @@ def _take_numbers(counts: dict[UUID, int]) -> dict[UUID, int]:
     return {user_id: positions[user_id] + 1 for user_id in user_ids}
 
 
-def _lock_streams(user_ids: list[UUID]) -> dict[UUID, int]:
+def _lock_streams(user_ids: list[UUID], unless_queued: Sequence[UUID] = ()) -> tuple[dict[UUID, int], bool]:
     """
-    SELECT ... FOR UPDATE of the streams, in user id order. Like _insert_events, written out: the
-    ORM's handling of a 1,000-id IN list cost more than the database's locking of those rows.
+    SELECT ... FOR UPDATE of the streams, in user id order, and whether the outbox holds rows of
+    `unless_queued` (the check chats/outbox.py explains). Like _insert_events, written out: the ORM's handling
+    of a 1,000-id IN list cost more than the database's locking of those rows.
     """
     if not user_ids:
-        return {}
+        return {}, False
     connection = transaction.get_connection()
     table, column = _stream_sql()
     lock = ""
     if connection.features.has_select_for_update:  # see selectors.for_update: no key lock where there is one
         lock = " FOR NO KEY UPDATE" if connection.features.has_select_for_no_key_update else " FOR UPDATE"
+    queued, params = "", _db_uuids(user_ids)
+    if unless_queued:
+        # A plain read in a subquery: a locking clause of the outer query locks no row of it
+        # (PostgreSQL, MySQL and MariaDB alike), so this takes no outbox lock after stream locks.
+        quote = connection.ops.quote_name
+        outbox = quote(EventOutbox._meta.db_table)
+        key = quote(EventOutbox._meta.get_field("key").column)
+        queued = f", EXISTS (SELECT 1 FROM {outbox} WHERE {key} IN ({_marks(unless_queued)}))"
+        params = _db_uuids(list(unless_queued)) + params
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {column}, last_event_id FROM {table} WHERE {column} IN ({_marks(user_ids)})"
+            f"SELECT {column}, last_event_id{queued} FROM {table} WHERE {column} IN ({_marks(user_ids)})"
             f" ORDER BY {column}{lock}",
-            _db_uuids(user_ids),
+            params,
         )
-        return {value if isinstance(value, UUID) else UUID(value): last for value, last in cursor.fetchall()}
+        rows = cursor.fetchall()
+    positions = {row[0] if isinstance(row[0], UUID) else UUID(row[0]): row[1] for row in rows}
+    if unless_queued and not rows:  # no stream row to carry the answer (users made without one): ask
+        return positions, EventOutbox.objects.filter(key__in=unless_queued).exists()
+    return positions, any(row[2] for row in rows) if unless_queued else False
 
 
 def _stream_sql() -> tuple[str, str]:

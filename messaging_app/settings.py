@@ -538,6 +538,21 @@ if CHATS_MAX_PARTICIPANTS < 2:
 # Days each user's events are kept for replay (GET /api/events/?since=, the socket's resume):
 # older ones are deleted by `manage.py prune_events`, and a cursor before them is answered 410.
 EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=7)
+# A change whose events go to more people than this queues them in the event outbox, numbered into
+# the streams and delivered just after its commit, off the request (chats/outbox.py): a send's
+# time no longer grows with its conversation. Fewer: numbered in the change's transaction. 0: all queued.
+EVENTS_INLINE_RECIPIENTS = env.int("EVENTS_INLINE_RECIPIENTS", default=50)
+# Seconds after which an outbox row still queued (its process stopped before draining it) is
+# drained by the sweep each server process runs this often (`manage.py drain_events` does it once).
+EVENTS_OUTBOX_SWEEP_SECONDS = env.float("EVENTS_OUTBOX_SWEEP_SECONDS", default=5.0)
+if EVENTS_INLINE_RECIPIENTS < 0 or EVENTS_OUTBOX_SWEEP_SECONDS <= 0:
+    raise ImproperlyConfigured("EVENTS_INLINE_RECIPIENTS must be 0 or more, EVENTS_OUTBOX_SWEEP_SECONDS more than 0.")
+# The outbox keeps each conversation's order by reading the latest committed rows: READ COMMITTED,
+# Django's level on MySQL/MariaDB (a transaction-wide snapshot could miss a row queued just before).
+if str(DATABASES["default"].get("OPTIONS", {}).get("isolation_level", "read committed")).lower() not in (
+    "read committed", "1", "isolationlevel.read_committed"
+):
+    raise ImproperlyConfigured("The database's isolation level must stay READ COMMITTED (chats/outbox.py).")
 # Seconds a socket has to authenticate before it is closed with 4401.
 WS_AUTH_TIMEOUT = env.float("WS_AUTH_TIMEOUT", default=5.0)
 # Authenticated sockets one user may hold at once, across every process (counted in Redis
