@@ -111,6 +111,17 @@ need(str(env.get("DJANGO_SECURE_SSL_REDIRECT")) == "0" and str(env.get("DJANGO_S
 need(str(env.get("DATABASE_URL", "")).startswith("mysql://") and "@db:3306/" in str(env.get("DATABASE_URL", "")),
      "DATABASE_URL points at the db service")
 need(env.get("DJANGO_SECRET_KEY"), "a DJANGO_SECRET_KEY default")
+# The background worker and ONE beat (periodic tasks: the email digests), with the notification
+# settings every process reads (docs/notifications.md).
+need({"worker", "beat"} <= set(services), "services worker and beat")
+need((services.get("beat", {}).get("command") or [])[:4] == ["celery", "-A", "messaging_app", "beat"], "beat runs celery beat")
+for name in ("web", "worker", "beat"):
+    got = services.get(name, {}).get("environment", {})
+    if isinstance(got, list):
+        got = dict(item.split("=", 1) for item in got)
+    for key in ("PUSH_VAPID_PRIVATE_KEY", "PUSH_VAPID_SUBJECT", "EMAIL_BACKEND", "EMAIL_HOST", "EMAIL_PORT",
+                "EMAIL_DIGEST_INTERVAL_SECONDS", "DEFAULT_FROM_EMAIL", "PUBLIC_BASE_URL"):
+        need(key in got, f"{name} gets {key}")
 env_files = services["web"].get("env_file", [])
 need(any(isinstance(e, dict) and e.get("required") is False for e in env_files) or not env_files,
      "env_file .env is optional (required: false)")
