@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Proof for docker-compose.yml: validate it, then bring the whole stack up with
 # podman-compose exactly as a fresh clone would (no .env), walk the API on the published
-# port, check every healthcheck and the one-shot migration, and tear it all down.
+# port, start the worker and its beat (a periodic task must run end to end), check every
+# healthcheck and the one-shot migration, and tear it all down.
 #
 #   bash scripts/compose_smoke.sh             # validate + full run
 #   COMPOSE_SMOKE_VALIDATE_ONLY=1 bash scripts/compose_smoke.sh
@@ -220,4 +221,24 @@ if grep -F -q 'Traceback' "$WORK/web.log"; then
     fail "web logged a traceback"
 fi
 note "web log: $(grep -c 'messaging_app.requests' "$WORK/web.log") request lines, no traceback"
+
+# --- 5. the background worker and ONE beat: beat's periodic email digests run on the worker ----------
+# A short digest interval for this run only (compose reads it when it creates the containers).
+t=$SECONDS
+EMAIL_DIGEST_INTERVAL_SECONDS=2 compose up -d --no-deps worker beat >>"$WORK/up.log" 2>&1 ||
+    { tail -20 "$WORK/up.log" >&2; fail "up worker beat"; }
+wait_healthy worker 120
+wait_healthy beat 60
+worker="$(container_of worker)"
+ran=""
+for _ in $(seq 120); do
+    if podman logs "$worker" 2>&1 | grep -Eq 'Task notifications\.email_digests\[[^]]*\] succeeded'; then ran=1; break; fi
+    sleep 0.5
+done
+if [[ -z $ran ]]; then
+    podman logs --tail 30 "$worker" >&2 || true
+    podman logs --tail 30 "$(container_of beat)" >&2 || true
+    fail "no email digest run enqueued by beat succeeded on the worker within 60 s"
+fi
+note "worker and beat healthy; a digest run beat enqueued succeeded on the worker $((SECONDS - t))s after they started"
 note "total $((SECONDS - T0))s"

@@ -159,5 +159,5 @@ def test_workers_are_ready_only_once_they_answer_through_the_broker(colour):
     [worker] = manifest(f"{colour}_worker_deployment.yaml")
     container = worker["spec"]["template"]["spec"]["containers"][0]
     probe = " ".join(container["readinessProbe"]["exec"]["command"])
-    assert "celery -A messaging_app inspect ping" in probe and "celery@$HOSTNAME" in probe
+    assert "celery -A messaging_app inspect ping" in probe and "celery@$(hostname)" in probe  # the node's name
     assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 30
