@@ -10,7 +10,7 @@ export DJANGO_DEBUG ?= 1
 # Processes of the background worker (Celery): make worker WORKER_CONCURRENCY=4
 WORKER_CONCURRENCY ?= 2
 
-.PHONY: bench run serve worker test test-browser test-integration install install-dev sysdeps migrate lint lock schema seed listen superuser clean
+.PHONY: bench run serve worker beat test test-browser test-integration install install-dev sysdeps migrate lint lock schema seed listen superuser clean
 
 run: install migrate ## Serve the API and WebSockets on http://127.0.0.1:$(PORT)/ (ASGI)
 	@echo "==> Serving on http://127.0.0.1:$(PORT)/ (Ctrl-C to stop)"
@@ -29,6 +29,17 @@ worker: install migrate ## The background worker (webhook deliveries): CELERY_BR
 	  echo "Without a broker, tasks run in-process after commit: \`make run\` needs no worker." >&2; exit 2; \
 	fi
 	$(PY) -m celery -A messaging_app worker --loglevel=INFO --concurrency=$(WORKER_CONCURRENCY)
+
+# Celery beat enqueues the periodic tasks of CELERY_BEAT_SCHEDULE (the email digests) for the
+# worker; it touches no database. Run ONE per deployment: a second enqueues every run twice. Its
+# schedule file (when each task last ran) lives in a temporary directory, removed when it stops.
+beat: install ## Periodic tasks (email digests) for `make worker`: CELERY_BROKER_URL or REDIS_URL must be set
+	@if [ -z "$${CELERY_BROKER_URL}$${REDIS_URL}" ]; then \
+	  echo "make beat: beat only enqueues for a worker: set CELERY_BROKER_URL or REDIS_URL as for \`make worker\`." >&2; \
+	  exit 2; \
+	fi
+	@dir="$$(mktemp -d "$${TMPDIR:-/tmp}/messaging-app-beat.XXXXXX")"; trap 'rm -rf "$$dir"' EXIT; \
+	  $(PY) -m celery -A messaging_app beat --loglevel=INFO --schedule="$$dir/celerybeat-schedule"
 
 test: install-dev ## Run the whole test suite (SQLite unless DATABASE_URL says otherwise)
 	$(PY) -m pytest $(PYTEST_ARGS)

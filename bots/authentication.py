@@ -3,15 +3,9 @@
 scopes (permissions.TokenScopes). Throttled like any request of that user (UserRateThrottle keys
 on the user).
 """
-from datetime import timedelta
-
-from django.utils import timezone
 from rest_framework import authentication, exceptions
 
-from bots.models import PersonalAccessToken
-from bots.services import token_hash
-
-LAST_USED_RESOLUTION = timedelta(minutes=1)
+from bots.services import access_token_use
 
 
 class PersonalAccessTokenAuthentication(authentication.BaseAuthentication):
@@ -27,14 +21,9 @@ class PersonalAccessTokenAuthentication(authentication.BaseAuthentication):
             value = header[1].decode()
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid token.") from None
-        token = (
-            PersonalAccessToken.objects.select_related("user").filter(token_hash=token_hash(value)).first()
-        )
-        if token is None or not token.user.is_active:
+        token = access_token_use(value=value)
+        if token is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked token.")
-        now = timezone.now()
-        if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-            PersonalAccessToken.objects.filter(pk=token.pk).update(last_used_at=now)
         return token.user, token
 
     def authenticate_header(self, request):

@@ -29,8 +29,9 @@ class AccessTokenListView(GenericAPIView):
         description=(
             "For bots and scripts: send it as `Authorization: Token <token>`. The answer carries the `token`: "
             "the only time it is shown (only its hash is kept). Scopes: `read` (GET requests), `send` (every "
-            "other request). No token may manage tokens, passwords or webhooks, nor open WebSockets. "
-            "Requests with it are throttled like yours. At most ACCESS_TOKENS_MAX_PER_USER (20)."
+            "other request). With `read` it also opens a WebSocket: `{\"type\": \"auth\", \"token\": <token>}` "
+            "(docs/websocket.md). No token may manage tokens, passwords or webhooks. Requests with it are "
+            "throttled like yours. At most ACCESS_TOKENS_MAX_PER_USER (20)."
         ),
         request=AccessTokenCreateSerializer,
         responses={201: AccessTokenCreatedSerializer},
@@ -50,8 +51,9 @@ class AccessTokenDetailView(GenericAPIView):
     serializer_class = AccessTokenSerializer
     queryset = PersonalAccessToken.objects.none()
 
-    @extend_schema(summary="Revoke a personal access token", description="It stops working at once. "
-                   "Any other id is a 404.", responses={204: None})
+    @extend_schema(summary="Revoke a personal access token", description="It stops working at once, and "
+                   "the WebSockets it opened close (4401) within seconds. Any other id is a 404.",
+                   responses={204: None})
     def delete(self, request, token_id):
         token = selectors.access_token_for_user(user=request.user, token_id=token_id)
         if token is None:

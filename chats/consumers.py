@@ -3,12 +3,18 @@ The WebSocket endpoint `/ws/` (protocol in docs/websocket.md).
 
 A socket authenticates with the browser session cookie (checked against the
 Origin, against cross-site hijacking) or with {"type": "auth", "token": <access
-JWT>} as its first frame, takes one of its user's WS_MAX_SOCKETS_PER_USER slots
-(chats/socket_slots.py), then registers with this process's live delivery
+JWT or personal access token>} as its first frame, takes one of its user's
+WS_MAX_SOCKETS_PER_USER slots (chats/socket_slots.py), then registers with this process's live delivery
 (chats/delivery.py) and receives every event of every conversation the user is
 in (see chats/events.py), until the user's credentials are revoked
 (events.credentials_revoked). Clients may send `typing`
 (rate-limited, never stored), `ping`, and `resume` (replay what they missed).
+
+A personal access token (bots/, recognised by its prefix) opens a socket when it has the `read`
+scope; `typing`, the one frame that acts for the user, needs `send` too, as REST writes do. Its
+slot counts against the cap but not as the user being connected (socket_slots.BOT_PREFIX): a
+bot listening never shows its user online nor holds back their push notifications and digests.
+Revoking the token closes the sockets it opened (its login id, bots.services.access_token_login_id).
 
 Every event frame carries the `event_id` of the user's stream (chats/stream.py): numbered 1, 2,
 3... with no gap. The socket keeps the last one it sent, so it sends none twice and, when a live
@@ -33,6 +39,8 @@ from redis.exceptions import RedisError
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
+from bots.models import PersonalAccessToken
+from bots.services import TOKEN_PREFIX, access_token_login_id, access_token_use
 from chats import delivery, presence, socket_slots, stream
 from chats.events import as_plain_json
 from chats.models import ConversationMembership, User
@@ -43,6 +51,7 @@ from messaging_app import metrics, parsers
 # Close codes (documented in docs/websocket.md).
 CLOSE_BAD_FRAME = 4400  # not JSON, or not an object with a "type", before authenticating
 CLOSE_UNAUTHORIZED = 4401  # missing, invalid or expired credentials, or none in time; or revoked since
+CLOSE_FORBIDDEN = 4403  # a personal access token without the read scope
 CLOSE_TOO_MANY_SOCKETS = 4409  # the user already has WS_MAX_SOCKETS_PER_USER sockets open
 CLOSE_RATE_LIMITED = 4429  # kept sending typing frames far faster than allowed
 CLOSE_TOO_SLOW = 4408  # stopped reading: events waited too long, or too many; resume on a new socket
@@ -74,6 +83,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.loop = asyncio.get_running_loop()
         # The login this socket authenticated with: its JWT's login_id claim, or its browser session.
         self.login_id: str | None = None
+        # A personal access token's scopes; None for the user's own login (JWT or session): no limit.
+        self.scopes: frozenset[str] | None = None
         self.typing_sent: dict[UUID, float] = {}
         self.typing_drops: deque[float] = deque()
         self.auth_deadline = self.keep_alive = self.pump = None
@@ -103,7 +114,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 await socket_slots.release(self.user.pk, self.socket_id)
             except RedisError:  # Redis unreachable: the slot lapses by itself (SLOT_TTL_SECONDS)
                 logger.warning("Could not release a socket slot of user %s", self.user_hex, exc_info=True)
-            presence.socket_closed(self.user.pk)
+            if self.scopes is None:
+                presence.socket_closed(self.user.pk)
 
     async def _close_if_not_authenticated(self):
         await asyncio.sleep(settings.WS_AUTH_TIMEOUT)
@@ -157,6 +169,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def _authenticated(self, user: User, login_id: str | None = None):
         if self.auth_deadline is not None:
             self.auth_deadline.cancel()
+        if self.scopes is not None:  # a bot's: counted, but the user is not "connected" by it
+            self.socket_id = socket_slots.BOT_PREFIX + self.socket_id
         if not await socket_slots.claim(user.pk, self.socket_id):
             await self.close(code=CLOSE_TOO_MANY_SOCKETS)
             return
@@ -170,7 +184,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.loop.call_later(RESUME_GRACE_SECONDS, self.started.set)
         self.pump = asyncio.create_task(self._pump())
         await self.send_json({"type": "auth.ok", "user_id": str(user.pk), "last_event_id": self.position})
-        await presence.socket_opened(user.pk)
+        if self.scopes is None:
+            await presence.socket_opened(user.pk)
 
     async def _keep_alive(self):
         """
@@ -250,11 +265,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             if kind != "auth":
                 await self.close(code=CLOSE_UNAUTHORIZED)
                 return
-            user, login_id = await self._user_from_token(content.get("token"))
+            user, login_id, personal = await self._credentials(content.get("token"))
             if user is None:
                 await self.close(code=CLOSE_UNAUTHORIZED)
                 return
+            if personal is not None:
+                self.scopes = frozenset(personal.scope_list)
+                if PersonalAccessToken.Scope.READ not in self.scopes:
+                    await self.close(code=CLOSE_FORBIDDEN)
+                    return
             await self._authenticated(user, login_id)
+            if self.user is not None and personal is not None and not await self._still_valid(personal):
+                await self._revoked(None)
+                return
             if self.user is not None and "since" in content:  # resumed with no window for a live event
                 await self._resume(content["since"])
                 self.started.set()
@@ -266,6 +289,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def _client_frame(self, kind: str, content: dict):
         if kind == "typing":
+            if self.scopes is not None and PersonalAccessToken.Scope.SEND not in self.scopes:
+                await self._error("permission_denied", "This token may not type: that needs its send scope.")
+                await self._typing_dropped(time.monotonic())
+                return
             await self._typing(content.get("conversation_id"))
         elif kind == "ping":
             await self.send_json({"type": "pong"})
@@ -297,16 +324,32 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "error", "code": code, "detail": detail})
 
     @database_sync_to_async
-    def _user_from_token(self, token) -> tuple[User | None, str | None]:
-        """The token's active user and its login id (None for tokens from before login ids)."""
+    def _credentials(self, token) -> tuple[User | None, str | None, PersonalAccessToken | None]:
+        """
+        The token's active user, its login id (None for JWTs from before login ids) and, for a
+        personal access token, the token (None for an access JWT: the user's own login).
+        """
         if not isinstance(token, str) or not token:
-            return None, None
+            return None, None, None
+        if token.startswith(TOKEN_PREFIX):
+            personal = access_token_use(value=token)
+            if personal is None:
+                return None, None, None
+            return personal.user, access_token_login_id(personal.pk), personal
         try:
             access = AccessToken(token)
             user_id = access[settings.SIMPLE_JWT["USER_ID_CLAIM"]]
         except (TokenError, KeyError):
-            return None, None
-        return User.objects.filter(pk=user_id, is_active=True).first(), access.get(LOGIN_ID_CLAIM)
+            return None, None, None
+        return User.objects.filter(pk=user_id, is_active=True).first(), access.get(LOGIN_ID_CLAIM), None
+
+    @database_sync_to_async
+    def _still_valid(self, personal: PersonalAccessToken) -> bool:
+        """
+        Looked up again once the socket receives revocations (delivery.register): a token revoked
+        while it authenticated had its revocation published before the socket could hear it.
+        """
+        return PersonalAccessToken.objects.filter(pk=personal.pk, user__is_active=True).exists()
 
     async def _typing(self, raw_conversation_id):
         now = time.monotonic()

@@ -31,6 +31,7 @@ import hashlib
 from collections.abc import Sequence
 from contextlib import nullcontext
 from datetime import timedelta
+from functools import partial
 from uuid import UUID
 
 from django.conf import settings
@@ -251,6 +252,8 @@ def _conversation_insert(
         Message.objects.bulk_create(messages)
         for message in messages:
             services_mentions.mentions_record(message=message, mentioned=message.mentions)
+            # As for every sent message (events.message_changed): push notifications hang on it.
+            transaction.on_commit(partial(events.message_created.send, sender=None, message=message), robust=True)
         ConversationMembership.objects.filter(conversation=conversation).exclude(user=creator).update(
             unread_count=len(messages)
         )

@@ -11,6 +11,10 @@ the user those slots for at most that long. A claim is one Lua script (drop
 lapsed entries, count, add if under the cap) timed by the Redis clock, so two
 processes racing for the last slot cannot both win and their clocks do not
 matter. Without Redis there is one process, and a dict does the same job.
+
+Slots named with BOT_PREFIX (sockets opened with a personal access token) count against the cap
+like any other, but not as the user being connected (connected(), connected_now(): presence,
+push notifications, email digests): a bot listening is not the person.
 """
 import asyncio
 import logging
@@ -26,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 SLOT_TTL_SECONDS = 60
 RENEW_SECONDS = 20
+BOT_PREFIX = "bot-"
 
 _CLAIM = """
 local now = redis.call('TIME')
@@ -41,12 +46,19 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 """
 
-# How many unlapsed entries each key has, by the Redis clock.
+# How many unlapsed entries each key has, by the Redis clock, leaving out names starting with ARGV[1]
+# (BOT_PREFIX). A key holds at most WS_MAX_SOCKETS_PER_USER entries.
 _COUNT = """
 local now = redis.call('TIME')
 local now_s = tonumber(now[1]) + tonumber(now[2]) / 1000000
 local counts = {}
-for i, key in ipairs(KEYS) do counts[i] = redis.call('ZCOUNT', key, '(' .. now_s, '+inf') end
+for i, key in ipairs(KEYS) do
+  local n = 0
+  for _, name in ipairs(redis.call('ZRANGEBYSCORE', key, '(' .. now_s, '+inf')) do
+    if string.sub(name, 1, #ARGV[1]) ~= ARGV[1] then n = n + 1 end
+  end
+  counts[i] = n
+end
 return counts
 """
 
@@ -121,9 +133,16 @@ async def connected(user_ids: list[UUID]) -> set[UUID]:
     if not user_ids:
         return set()
     if not settings.REDIS_URL:
-        return {user_id for user_id in user_ids if _local.get(user_id)}
-    counts = await loop_client().eval(_COUNT, len(user_ids), *(_key(user_id) for user_id in user_ids))
+        return _connected_here(user_ids)
+    counts = await loop_client().eval(_COUNT, len(user_ids), *(_key(user_id) for user_id in user_ids), BOT_PREFIX)
     return {user_id for user_id, count in zip(user_ids, counts) if count}
+
+
+def _connected_here(user_ids: list[UUID]) -> set[UUID]:
+    return {
+        user_id for user_id in user_ids
+        if any(not name.startswith(BOT_PREFIX) for name in _local.get(user_id, ()))
+    }
 
 
 def connected_now(user_ids: list[UUID]) -> set[UUID]:
@@ -131,8 +150,8 @@ def connected_now(user_ids: list[UUID]) -> set[UUID]:
     if not user_ids:
         return set()
     if not settings.REDIS_URL:
-        return {user_id for user_id in user_ids if _local.get(user_id)}
+        return _connected_here(user_ids)
     from chats.delivery import redis_sync
 
-    counts = redis_sync().eval(_COUNT, len(user_ids), *(_key(user_id) for user_id in user_ids))
+    counts = redis_sync().eval(_COUNT, len(user_ids), *(_key(user_id) for user_id in user_ids), BOT_PREFIX)
     return {user_id for user_id, count in zip(user_ids, counts) if count}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Proof for docker-compose.yml: validate it, then bring the whole stack up with
 # podman-compose exactly as a fresh clone would (no .env), walk the API on the published
-# port, check every healthcheck and the one-shot migration, and tear it all down.
+# port, start the worker and its beat (a periodic task must run end to end), check every
+# healthcheck and the one-shot migration, and tear it all down.
 #
 #   bash scripts/compose_smoke.sh             # validate + full run
 #   COMPOSE_SMOKE_VALIDATE_ONLY=1 bash scripts/compose_smoke.sh
@@ -111,6 +112,17 @@ need(str(env.get("DJANGO_SECURE_SSL_REDIRECT")) == "0" and str(env.get("DJANGO_S
 need(str(env.get("DATABASE_URL", "")).startswith("mysql://") and "@db:3306/" in str(env.get("DATABASE_URL", "")),
      "DATABASE_URL points at the db service")
 need(env.get("DJANGO_SECRET_KEY"), "a DJANGO_SECRET_KEY default")
+# The background worker and ONE beat (periodic tasks: the email digests), with the notification
+# settings every process reads (docs/notifications.md).
+need({"worker", "beat"} <= set(services), "services worker and beat")
+need((services.get("beat", {}).get("command") or [])[:4] == ["celery", "-A", "messaging_app", "beat"], "beat runs celery beat")
+for name in ("web", "worker", "beat"):
+    got = services.get(name, {}).get("environment", {})
+    if isinstance(got, list):
+        got = dict(item.split("=", 1) for item in got)
+    for key in ("PUSH_VAPID_PRIVATE_KEY", "PUSH_VAPID_SUBJECT", "EMAIL_BACKEND", "EMAIL_HOST", "EMAIL_PORT",
+                "EMAIL_DIGEST_INTERVAL_SECONDS", "DEFAULT_FROM_EMAIL", "PUBLIC_BASE_URL"):
+        need(key in got, f"{name} gets {key}")
 env_files = services["web"].get("env_file", [])
 need(any(isinstance(e, dict) and e.get("required") is False for e in env_files) or not env_files,
      "env_file .env is optional (required: false)")
@@ -209,4 +221,24 @@ if grep -F -q 'Traceback' "$WORK/web.log"; then
     fail "web logged a traceback"
 fi
 note "web log: $(grep -c 'messaging_app.requests' "$WORK/web.log") request lines, no traceback"
+
+# --- 5. the background worker and ONE beat: beat's periodic email digests run on the worker ----------
+# A short digest interval for this run only (compose reads it when it creates the containers).
+t=$SECONDS
+EMAIL_DIGEST_INTERVAL_SECONDS=2 compose up -d --no-deps worker beat >>"$WORK/up.log" 2>&1 ||
+    { tail -20 "$WORK/up.log" >&2; fail "up worker beat"; }
+wait_healthy worker 120
+wait_healthy beat 60
+worker="$(container_of worker)"
+ran=""
+for _ in $(seq 120); do
+    if podman logs "$worker" 2>&1 | grep -Eq 'Task notifications\.email_digests\[[^]]*\] succeeded'; then ran=1; break; fi
+    sleep 0.5
+done
+if [[ -z $ran ]]; then
+    podman logs --tail 30 "$worker" >&2 || true
+    podman logs --tail 30 "$(container_of beat)" >&2 || true
+    fail "no email digest run enqueued by beat succeeded on the worker within 60 s"
+fi
+note "worker and beat healthy; a digest run beat enqueued succeeded on the worker $((SECONDS - t))s after they started"
 note "total $((SECONDS - T0))s"

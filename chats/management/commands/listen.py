@@ -31,7 +31,10 @@ class Command(BaseCommand):
         )
         parser.add_argument("--email", help="Log in with this email (asks for the password if not given).")
         parser.add_argument("--password")
-        parser.add_argument("--token", help="An access JWT instead of email and password.")
+        parser.add_argument(
+            "--token",
+            help="An access JWT, or a personal access token with the read scope, instead of email and password.",
+        )
         parser.add_argument("--once", action="store_true", help="Exit when the connection closes (no reconnect).")
         parser.add_argument("--since", type=int, help="Replay the events after this event_id first.")
 
@@ -59,7 +62,9 @@ class Command(BaseCommand):
                 code = closed.rcvd.code if closed.rcvd else None
                 self.stderr.write(f"connection closed ({code})")
                 if code == 4401:
-                    raise CommandError("Not authenticated: the token is invalid or expired.")
+                    raise CommandError("Not authenticated: the token is invalid, expired or revoked.")
+                if code == 4403:
+                    raise CommandError("This personal access token lacks the read scope a socket needs.")
             except OSError as exc:
                 self.stderr.write(f"cannot connect: {exc}")
             if once:
