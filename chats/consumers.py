@@ -55,6 +55,7 @@ CLOSE_FORBIDDEN = 4403  # a personal access token without the read scope
 CLOSE_TOO_MANY_SOCKETS = 4409  # the user already has WS_MAX_SOCKETS_PER_USER sockets open
 CLOSE_RATE_LIMITED = 4429  # kept sending typing frames far faster than allowed
 CLOSE_TOO_SLOW = 4408  # stopped reading: events waited too long, or too many; resume on a new socket
+CLOSE_TRY_AGAIN_LATER = 1013  # the socket's slot could not be taken: Redis unreachable (failing over, restarting)
 
 logger = logging.getLogger(__name__)
 TYPING_INTERVAL = 3.0  # seconds between typing events per conversation per socket
@@ -171,7 +172,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self.auth_deadline.cancel()
         if self.scopes is not None:  # a bot's: counted, but the user is not "connected" by it
             self.socket_id = socket_slots.BOT_PREFIX + self.socket_id
-        if not await socket_slots.claim(user.pk, self.socket_id):
+        try:
+            claimed = await socket_slots.claim(user.pk, self.socket_id)
+        except RedisError:  # a Redis outage is the server's, not the client's: it may retry shortly
+            logger.warning("Could not claim a socket slot of user %s: Redis unreachable", user.pk.hex, exc_info=True)
+            await self.close(code=CLOSE_TRY_AGAIN_LATER)
+            return
+        if not claimed:
             await self.close(code=CLOSE_TOO_MANY_SOCKETS)
             return
         self.user, self.user_hex, self.login_id = user, user.pk.hex, login_id

@@ -241,4 +241,10 @@ if [[ -z $ran ]]; then
     fail "no email digest run enqueued by beat succeeded on the worker within 60 s"
 fi
 note "worker and beat healthy; a digest run beat enqueued succeeded on the worker $((SECONDS - t))s after they started"
+# The worker's metrics (METRICS_PORT in compose): that run is counted, summed over its pool.
+scrape='import urllib.request as u; print(u.urlopen("http://127.0.0.1:9100/metrics", timeout=5).read().decode())'
+metrics="$(podman exec "$worker" python -c "$scrape" 2>&1)" || { echo "$metrics" | tail -5 >&2; fail "worker metrics: no answer on :9100"; }
+echo "$metrics" | grep -Eq '^messaging_tasks_total\{.*task="notifications\.email_digests".*\} [1-9]' ||
+    { echo "$metrics" | grep -i task | head -10 >&2; fail "worker metrics: the digest run is not counted"; }
+note "the worker's /metrics on :9100 counts the digest runs"
 note "total $((SECONDS - T0))s"

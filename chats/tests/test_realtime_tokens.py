@@ -233,3 +233,11 @@ async def test_a_token_revoked_while_its_socket_authenticates_still_closes_it(ws
     await socket.send_json_to({"type": "auth", "token": value})
     assert_auth_ok(await receive(socket), alice)
     await assert_closed(socket, 4401)
+
+
+async def test_a_socket_whose_slot_cannot_be_taken_while_redis_is_down_is_closed_1013(ws, alice, settings):
+    """A Redis outage while a socket authenticates: a clear close code to retry on (1013), never an unhandled error."""
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    socket = await ws.open()
+    await socket.send_json_to({"type": "auth", "token": str(AccessToken.for_user(alice))})
+    await assert_closed(socket, 1013)
