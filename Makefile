@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
-# Development defaults; production sets these itself (see README, "Configuration").
+# Development defaults; production sets these itself (see docs/configuration.md).
 export DJANGO_DEBUG ?= 1
 
 # Processes of the background worker (Celery): make worker WORKER_CONCURRENCY=4

@@ -12,7 +12,7 @@ from django.db.models.functions import Length
 from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 
-# Limits documented in the README and the schema.
+# Limits documented in docs/api.md and the schema.
 MESSAGE_BODY_MAX_LENGTH = 4000  # characters in a message body
 # People in one conversation (1,000 unless configured). The services read the setting at each call.
 MAX_PARTICIPANTS = settings.CHATS_MAX_PARTICIPANTS

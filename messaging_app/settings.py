@@ -6,7 +6,7 @@ SQLite database and a throwaway secret. Production (`DJANGO_DEBUG` unset or
 off) refuses to start without `DJANGO_SECRET_KEY`, or with a placeholder or
 short one.
 
-Every variable is listed in the README ("Configuration").
+Every variable is listed in docs/configuration.md.
 """
 import importlib.util
 from datetime import timedelta
@@ -363,7 +363,7 @@ X_FRAME_OPTIONS = "DENY"
 # Rate limits per scope (`N/sec|min|hour|day`); THROTTLE_<SCOPE> sets one in any mode. Production
 # (DEBUG off) applies the real limits. A development server (DEBUG on: `make run`, scripts/live_server.sh)
 # keeps throttling on with limits nobody trying the API meets, even running the Postman collection
-# back to back (10 logins and 4 registrations a run). README "Limits" lists both.
+# back to back (10 logins and 4 registrations a run). docs/api.md ("Limits") lists both.
 # password_ip / password_account: failed password checks, whatever the route (chats/password_limits.py).
 PRODUCTION_THROTTLE_RATES = {
     "anon": "120/min", "user": "1200/min", "login": "20/min", "register": "30/hour", "send": "300/min",
