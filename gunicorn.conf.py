@@ -67,7 +67,13 @@ def on_exit(server):
 
 def post_worker_init(worker):
     # Each worker numbers the events its requests queued in the event outbox on a thread of its own,
-    # off the request path, and sweeps rows a stopped worker left (chats/outbox.py).
+    # off the request path, and sweeps rows a stopped worker left (chats/outbox.py). Only in our
+    # application: the benchmark serves its reference floors (a raw ASGI app, a bare Django
+    # project) with this same file.
+    from django.apps import apps
+
+    if not (apps.ready and apps.is_installed("chats")):
+        return
     from chats import outbox
 
     outbox.start_drainer()

@@ -453,3 +453,15 @@ def test_settings_refuse_an_isolation_level_the_outbox_order_check_cannot_trust(
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert (result.returncode != 0) is refused, result.stderr
     assert ("must stay READ COMMITTED" in result.stderr) is refused
+
+
+def test_the_worker_hook_starts_no_drainer_for_an_app_that_is_not_ours():
+    """
+    gunicorn.conf.py also serves the benchmark's reference floors (a raw ASGI app, a bare Django
+    project): its post_worker_init hook must leave them alone instead of failing their workers' boot.
+    """
+    env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    code = "import runpy; runpy.run_path('gunicorn.conf.py')['post_worker_init'](None); print('booted')"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "booted" in result.stdout, result.stderr
