@@ -13,6 +13,7 @@ In cursor mode `count` is null and `next`/`previous` carry cursors.
 TimelinePagination pages ids, not rows: the view loads the rows of the page's ids
 (selectors.message_rows), so the page is chosen on the timeline index alone.
 """
+from collections.abc import Callable
 from functools import cached_property, partial
 from uuid import UUID
 
@@ -31,34 +32,51 @@ NON_FILTERING_PARAMS = {"page", "page_size", "ordering", "format"}
 PLAIN_PAGE_PARAMS = NON_FILTERING_PARAMS - {"ordering"}
 
 
+class CountingPaginator(Paginator):
+    """
+    A paginator that counts only when it must. The first page is read one row long: if that row
+    is not there, the page is the whole list and its length is the count (most inboxes, member
+    lists and searches fit one page: no COUNT(*) for them). Otherwise, and for later pages, the
+    view's `known_count()` if it gives one, else COUNT(*) as Django's Paginator does.
+    """
+
+    def __init__(self, *args, known_count: Callable[[], int | None] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.known_count = known_count
+
+    @cached_property
+    def count(self) -> int:
+        known = self.known_count() if self.known_count is not None else None
+        return super().count if known is None else known
+
+    def page(self, number):
+        if str(number) != "1" or self.orphans:
+            return super().page(number)
+        head = list(self.object_list[0:self.per_page + 1])
+        if len(head) <= self.per_page:
+            self.count = len(head)  # the whole list (replaces the cached property on this instance)
+        return self._get_page(head[: self.per_page], 1, self)
+
+
 class StandardPagination(PageNumberPagination):
-    """`?page=N&page_size=M`: 20 per page by default, at most 100 (larger asks are capped)."""
+    """
+    `?page=N&page_size=M`: 20 per page by default, at most 100 (larger asks are capped).
+    The count costs a query only when the first page does not hold the whole list (CountingPaginator).
+    """
 
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = 100
+    django_paginator_class = CountingPaginator
 
 
 class KnownCountPagination(StandardPagination):
     """For a list view with `known_count()` (a count kept elsewhere, or a cheap one): no COUNT(*) of the page query."""
 
     def paginate_queryset(self, queryset, request, view=None):
-        known = view.known_count() if view is not None and hasattr(view, "known_count") else None
-        if known is not None:
-            self.django_paginator_class = partial(KnownCountPaginator, known_count=known)
+        known = getattr(view, "known_count", None) if view is not None else None
+        self.django_paginator_class = partial(CountingPaginator, known_count=known)
         return super().paginate_queryset(queryset, request, view)
-
-
-class KnownCountPaginator(Paginator):
-    """A paginator told its count (kept denormalised elsewhere) instead of running COUNT(*)."""
-
-    def __init__(self, *args, known_count: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.known_count = known_count
-
-    @cached_property
-    def count(self) -> int:
-        return self.known_count
 
 
 class TimelinePagination(KnownCountPagination):

@@ -184,7 +184,7 @@ class TestDatabaseOutage:
         def down(**kwargs):
             raise OperationalError("(2006, 'MySQL server has gone away')")
 
-        monkeypatch.setattr(selectors, "conversation_total_for_user", down)
+        monkeypatch.setattr(selectors, "inbox_rows", down)
         response = client_for(alice).get("/api/conversations/")
         body = assert_error(response, 503, code="service_unavailable")
         assert body["type"] == "server_error" and "MySQL" not in response.content.decode()
@@ -194,7 +194,7 @@ class TestDatabaseOutage:
         def down(**kwargs):
             raise OperationalError("(2006, 'MySQL server has gone away')")
 
-        monkeypatch.setattr(selectors, "conversation_total_for_user", down)
+        monkeypatch.setattr(selectors, "inbox_rows", down)
         with caplog.at_level(logging.INFO, logger="django.request"):
             assert_error(client_for(alice).get("/api/conversations/"), 503)
         records = [r for r in caplog.records if r.name == "django.request"]

@@ -471,7 +471,7 @@ def test_an_unhandled_exception_in_a_view_is_a_500_in_the_error_shape(alice, mon
     def boom(**kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(selectors, "conversation_total_for_user", boom)
+    monkeypatch.setattr(selectors, "inbox_rows", boom)
     client = APIClient(raise_request_exception=False)
     client.force_authenticate(alice)
 

@@ -201,7 +201,8 @@ def test_message_lists_with_mentions_run_the_same_queries(alice, bob, carol, cli
         with django_assert_num_queries(3):  # access check, page ids, rows
             response = client.get(f"/api/conversations/{conversation.pk}/messages/", {"page_size": page_size})
         assert response.json()["results"][0]["mentions"] == [str(bob.pk), str(carol.pk)]
-        with django_assert_num_queries(4):  # access check, count, page ids (mention index), rows
+        # access check, count (not when the page holds all 20), page ids (mention index), rows
+        with django_assert_num_queries(4 if page_size == 1 else 3):
             response = client.get(
                 f"/api/conversations/{conversation.pk}/messages/", {"page_size": page_size, "mentions_me": "true"}
             )
