@@ -37,11 +37,12 @@ So drains and changes cannot wait for each other in a cycle, even in a transacti
 more than once (the admin's forms run several services in one).
 
 Crash safety: the row commits with the change. After the commit its process hands the key to its
-drainer thread (each server worker runs one: gunicorn.conf.py), or, in a process without one
-(tests, management commands, Celery workers, `make run`), drains it right away in the same
-thread. A process that stops between the two leaves the row: every drainer thread sweeps rows
-older than EVENTS_OUTBOX_SWEEP_SECONDS (that often), `manage.py drain_events` does it once, and
-the next change to that conversation queues behind the row and drains it.
+drainer thread (each server worker runs one: gunicorn.conf.py; from a request, once its response
+is complete), or, in a process without one (tests, management commands, Celery workers,
+`make run`), drains it right away in the same thread. A process that stops between the two
+leaves the row: every drainer thread sweeps rows older than EVENTS_OUTBOX_SWEEP_SECONDS (that
+often), `manage.py drain_events` does it once, and the next change to that conversation queues
+behind the row and drains it.
 """
 import logging
 import queue
@@ -52,6 +53,7 @@ from datetime import timedelta
 from uuid import UUID
 
 from django.conf import settings
+from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, connections, transaction
 from django.utils import timezone
 
@@ -141,13 +143,37 @@ def sweep(*, older_than: float | None = None, limit: int = 1000) -> int:
 
 
 def schedule(keys: Sequence[UUID]) -> None:
-    """After the commit that queued rows of these keys: to this process's drainer, or drained now."""
+    """
+    After the commit that queued rows of these keys: to this process's drainer, or drained now.
+    In a request, the drainer gets them when its response is complete (request_finished): numbering
+    a thousand events is Python work that would share the process's CPU with the rest of the
+    request, and the sender waits for that, not for the delivery.
+    """
     drainer = _drainer
-    if drainer is not None and drainer.is_alive():
-        drainer.put(keys)
-    else:
+    if drainer is None or not drainer.is_alive():
         for key in keys:
             drain(key)
+        return
+    held = getattr(_request, "keys", None)
+    if held is not None:
+        held.extend(keys)
+    else:
+        drainer.put(keys)
+
+
+_request = threading.local()  # .keys: those queued by the current request of this thread, if any
+
+
+def _hold(**_kwargs) -> None:
+    _hand_over()  # a request of this thread that never finished (it cannot hold them for ever)
+    _request.keys = []
+
+
+def _hand_over(**_kwargs) -> None:
+    keys, _request.keys = getattr(_request, "keys", None), None
+    drainer = _drainer
+    if keys and drainer is not None:
+        drainer.put(keys)  # a drainer that died since: its process's next one, or a sweep, drains them
 
 
 class Drainer(threading.Thread):
@@ -230,6 +256,8 @@ def start_drainer() -> Drainer:
         if _drainer is None or not _drainer.is_alive():
             _drainer = Drainer()
             _drainer.start()
+            request_started.connect(_hold, dispatch_uid="chats.outbox.hold")
+            request_finished.connect(_hand_over, dispatch_uid="chats.outbox.hand_over")
         return _drainer
 
 
@@ -238,5 +266,8 @@ def stop_drainer() -> None:
     global _drainer
     with _drainer_lock:
         drainer, _drainer = _drainer, None
+        request_started.disconnect(dispatch_uid="chats.outbox.hold")
+        request_finished.disconnect(dispatch_uid="chats.outbox.hand_over")
+    _request.keys = None
     if drainer is not None:
         drainer.stop()

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from datetime import timedelta
 from io import StringIO
 
@@ -465,3 +466,50 @@ def test_the_worker_hook_starts_no_drainer_for_an_app_that_is_not_ours():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "booted" in result.stdout, result.stderr
+
+
+def test_a_request_hands_its_keys_to_the_drainer_once_its_response_is_complete(monkeypatch):
+    """Numbering a large fan-out would share the process's CPU with the rest of the request."""
+    from django.core.signals import request_finished, request_started
+
+    handed = []
+    drainer = outbox.Drainer()  # not started: only what it is given is looked at
+    monkeypatch.setattr(drainer, "is_alive", lambda: True)
+    monkeypatch.setattr(drainer, "put", lambda keys: handed.append(list(keys)))
+    monkeypatch.setattr(outbox, "_drainer", drainer)
+    request_started.connect(outbox._hold, dispatch_uid="test.hold")
+    request_finished.connect(outbox._hand_over, dispatch_uid="test.hand_over")
+    try:
+        first, second, third = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        request_started.send(sender=None)
+        outbox.schedule([first])
+        outbox.schedule([second])
+        assert handed == []  # the response is not complete yet
+        request_finished.send(sender=None)
+        assert handed == [[first, second]]
+        outbox.schedule([third])  # outside a request (a Celery task, the admin's shell): at once
+        assert handed == [[first, second], [third]]
+        # A request of this thread that never finished: the next one hands its keys over first.
+        request_started.send(sender=None)
+        outbox.schedule([first])
+        request_started.send(sender=None)
+        assert handed[-1] == [first]
+        request_finished.send(sender=None)
+        assert len(handed) == 3  # nothing more was held
+    finally:
+        request_started.disconnect(dispatch_uid="test.hold")
+        request_finished.disconnect(dispatch_uid="test.hand_over")
+        outbox._request.keys = None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_send_through_the_api_is_drained_after_its_response(settings, drainer_thread, client_for):
+    settings.EVENTS_INLINE_RECIPIENTS = 2
+    people = UserFactory.create_batch(4)
+    conversation = make_conversation(*people)
+    wait_for(lambda: not EventOutbox.objects.exists())
+    before = positions(people)
+    response = client_for(people[0]).post(f"/api/conversations/{conversation.pk}/messages/", {"message_body": "hi"})
+    assert response.status_code == 201
+    wait_for(lambda: all(positions(people)[p.pk] == before[p.pk] + 1 for p in people))
+    assert not EventOutbox.objects.exists()
