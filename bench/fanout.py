@@ -148,6 +148,7 @@ async def measure_one(server: str, conversation: str, tokens: list[str], sends: 
         "failed_sends": failed,
         "send_p50_ms": round(1000 * statistics.median(send_times), 1),
         "send_p99_ms": round(1000 * percentile(send_times, 99), 1),
+        "send_ms": [round(1000 * t, 1) for t in send_times],  # each send, in order
         **summary(seen, expected),
     }
 

@@ -45,7 +45,7 @@ DB_URL = "mysql://root@127.0.0.1:3306/messaging_bench"
 
 MODES = {
     "full": dict(users=1000, conversations_per_user=20, messages_per_conversation=50, long_messages=1_000_000,
-                 duration=30, warmup=3, ws_sends=300, fanout_sends=20, load_seconds=30, idle_sockets=5000,
+                 duration=30, warmup=3, ws_sends=300, fanout_sends=60, load_seconds=30, idle_sockets=5000,
                  idle_seconds=600, database_url=DB_URL),
     "quick": dict(users=200, conversations_per_user=20, messages_per_conversation=20, long_messages=100_000,
                   duration=5, warmup=0, ws_sends=50, fanout_sends=6, load_seconds=10, idle_sockets=1000,
