@@ -107,7 +107,8 @@ def _record(intents: list) -> None:
     if not frames:
         return
     numbered = None
-    if len({user_id for user_id, _frame in frames}) <= settings.EVENTS_INLINE_RECIPIENTS:
+    large = any(isinstance(recipient, outbox.Participants) for recipient, _frame in frames)
+    if not large and len({user_id for user_id, _frame in frames}) <= settings.EVENTS_INLINE_RECIPIENTS:
         # Numbered now, unless this conversation has events queued: then behind them.
         numbered = stream.record(frames, unless_queued=outbox.keys_of(frames))
     if numbered is None:  # numbered after the commit, off the request (chats/outbox.py)
@@ -143,7 +144,7 @@ def message_changed(event_type: str, message: Message) -> None:
             "conversation_id": str(message.conversation_id),
             "message": message_representation(message),
         }
-        return [(user_id, payload) for user_id in member_ids(conversation_id=message.conversation_id)]
+        return to_participants(message, payload)
 
     _emit(frames)
 
@@ -165,9 +166,22 @@ def reaction_changed(event_type: str, message: Message, *, emoji: str, user_id: 
             "user_id": str(user_id),
             "reactions": reactions_representation(summary),
         }
-        return [(recipient, payload) for recipient in member_ids(conversation_id=message.conversation_id)]
+        return to_participants(message, payload)
 
     _emit(frames)
+
+
+def to_participants(message: Message, payload: dict) -> list[tuple[UUID | outbox.Participants, dict]]:
+    """
+    A frame about a message to every participant of its conversation: to each of them by id, or,
+    for a conversation known (from the caller's locked row) to be larger than
+    EVENTS_INLINE_RECIPIENTS, to its Participants, whom the outbox's INSERT reads itself.
+    """
+    if Message.conversation.is_cached(message):
+        count = message.conversation.participant_count
+        if count > settings.EVENTS_INLINE_RECIPIENTS:
+            return [(outbox.Participants(message.conversation_id, count), payload)]
+    return [(user_id, payload) for user_id in member_ids(conversation_id=message.conversation_id)]
 
 
 def message_pinned(pin: MessagePin) -> None:

@@ -44,6 +44,7 @@ leaves the row: every drainer thread sweeps rows older than EVENTS_OUTBOX_SWEEP_
 often), `manage.py drain_events` does it once, and the next change to that conversation queues
 behind the row and drains it.
 """
+import json
 import logging
 import queue
 import threading
@@ -58,7 +59,7 @@ from django.db import close_old_connections, connections, transaction
 from django.utils import timezone
 
 from chats import stream
-from chats.models import EventOutbox
+from chats.models import Conversation, ConversationMembership, EventOutbox
 
 logger = logging.getLogger(__name__)
 
@@ -78,14 +79,42 @@ def _keyed(frames: Iterable[tuple[UUID, dict]]) -> Iterable[UUID]:
         yield last_key or user_id
 
 
-def defer(frames: Sequence[tuple[UUID, dict]]) -> list[UUID]:
+class Participants:
+    """
+    A recipient standing for every participant of a conversation (a frame to all of them, as a
+    message is): `defer` queues it with one INSERT ... SELECT, so the database writes the
+    participants into the outbox row itself, as they are at that point of the transaction (the
+    caller holds the conversation's lock, as every change of its membership does). A send to
+    1,000 people no longer reads 1,000 ids into Python to write them back (~2.5 ms in-process).
+    `count`: how many they were when the caller looked (the conversation's participant_count).
+    """
+
+    __slots__ = ("conversation_id", "count")
+
+    def __init__(self, conversation_id: UUID, count: int):
+        self.conversation_id = conversation_id
+        self.count = count
+
+
+def defer(frames: Sequence[tuple[UUID | Participants, dict]]) -> list[UUID]:
     """
     Queue frames (recipient, frame) in the current transaction instead of numbering them: one
-    row per conversation, one INSERT. After the commit they are drained (`schedule`). Their keys.
+    row per conversation, one INSERT (and one INSERT ... SELECT per frame to a conversation's
+    Participants, in its place among the rows). After the commit they are drained (`schedule`).
+    Their keys.
     """
-    runs_by_key: dict[UUID, list] = {}
+    now = timezone.now()
+    runs_by_key: dict[UUID, list] = {}  # the rows not inserted yet, in order
+    keys: dict[UUID, None] = {}
     previous, members = None, set()  # the last frame and the recipients of its run
     for key, (user_id, frame) in zip(_keyed(frames), frames):
+        keys[key] = None
+        if isinstance(user_id, Participants):
+            # Rows of a key drain in id order: what came before it is inserted first.
+            _insert(runs_by_key, now)
+            _insert_for_participants(key, frame, user_id.conversation_id, now)
+            previous = None
+            continue
         runs = runs_by_key.setdefault(key, [])
         # As stream.record groups them: one run per frame given to several people in a row.
         if frame is previous and runs and runs[-1][0] is frame and user_id not in members:
@@ -95,13 +124,46 @@ def defer(frames: Sequence[tuple[UUID, dict]]) -> list[UUID]:
             members = set()
         members.add(user_id)
         previous = frame
-    now = timezone.now()
-    EventOutbox.objects.bulk_create(
-        [EventOutbox(key=key, runs=runs, created_at=now) for key, runs in runs_by_key.items()]
-    )
-    keys = list(runs_by_key)
-    transaction.on_commit(lambda: schedule(keys), robust=True)
-    return keys
+    _insert(runs_by_key, now)
+    queued = list(keys)
+    transaction.on_commit(lambda: schedule(queued), robust=True)
+    return queued
+
+
+def _insert(runs_by_key: dict[UUID, list], now) -> None:
+    if runs_by_key:
+        EventOutbox.objects.bulk_create(
+            [EventOutbox(key=key, runs=runs, created_at=now) for key, runs in runs_by_key.items()]
+        )
+        runs_by_key.clear()
+
+
+def _insert_for_participants(key: UUID, frame: dict, conversation_id: UUID, now) -> None:
+    """One outbox row [[frame, [every participant's id as hex]]], its ids aggregated by the database."""
+    connection = transaction.get_connection()
+    quote = connection.ops.quote_name
+    user = quote(ConversationMembership._meta.get_field("user").column)
+    conversation = quote(ConversationMembership._meta.get_field("conversation").column)
+    if connection.vendor == "postgresql":  # a uuid column: its text has dashes, the rows' hex has none
+        runs = f"('[[' || %s || ',' || json_agg(replace({user}::text, '-', ''))::text || ']]')::jsonb"
+    elif connection.vendor == "mysql":  # MariaDB's uuid type (10.7+) has dashes, MySQL's char(32) none
+        # (MariaDB builds the array within group_concat_max_len: 1 MB, about 29,000 participants)
+        runs = f"CONCAT('[[', %s, ',', JSON_ARRAYAGG(REPLACE({user}, '-', '')), ']]')"
+    else:  # SQLite: char(32) as on MySQL
+        runs = f"'[[' || %s || ',' || json_group_array({user}) || ']]'"
+    fields = [EventOutbox._meta.get_field(name) for name in ("key", "runs", "created_at")]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(EventOutbox._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+            f"SELECT %s, {runs}, %s FROM {quote(ConversationMembership._meta.db_table)} "
+            f"WHERE {conversation} = %s GROUP BY {conversation}",
+            [
+                fields[0].get_db_prep_value(key, connection),
+                json.dumps(frame),
+                fields[2].get_db_prep_value(now, connection),
+                Conversation._meta.pk.get_db_prep_value(conversation_id, connection),
+            ],
+        )
 
 
 def drain(key: UUID) -> int:

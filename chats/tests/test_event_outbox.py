@@ -114,6 +114,28 @@ class TestQueued:
             counts.append(len(sqls))
         assert counts[0] == counts[1]
 
+    def test_a_large_group_s_participants_are_written_into_the_row_by_the_database(
+        self, group, django_capture_on_commit_callbacks
+    ):
+        """No read of the participants' ids into Python: one INSERT ... SELECT (outbox.Participants)."""
+        people, conversation = group
+        before = positions(people)
+        with django_capture_on_commit_callbacks(execute=True):
+            with CaptureQueriesContext(connection) as queries:
+                message = send(conversation, people[1], "to all of you")
+                (row,) = EventOutbox.objects.all()
+                assert [sorted(hexes) for _frame, hexes in row.runs] == [sorted(p.pk.hex for p in people)]
+            sqls = [q["sql"] for q in queries.captured_queries]
+            (insert,) = [sql for sql in sqls if sql.startswith("INSERT") and "chats_eventoutbox" in sql]
+            assert "SELECT" in insert and "chats_conversationmembership" in insert
+            member_reads = [sql for sql in sqls if sql.startswith("SELECT") and "chats_conversationmembership" in sql
+                            and "chats_eventoutbox" not in sql]
+            assert member_reads == [], member_reads
+            services.message_edit(message=message, actor=people[1], message_body="edited, to all of you")
+        for person in people:
+            assert labels(stream_of(person, before[person.pk])) == [
+                ("message.created", "to all of you"), ("message.updated", "edited, to all of you")]
+
     def test_a_burst_of_changes_ends_in_commit_order_in_every_stream(self, group, django_capture_on_commit_callbacks):
         """Sends, an edit, reactions, a delete, a read and a member's own settings: none drained
         until the end (a slow drainer); the inline-sized ones queue behind the others."""
