@@ -111,7 +111,7 @@ def sends(count: int) -> dict:
     rng = random.Random(7)
     for size in (2, 10, 100, 1000):
         members = users[:size]
-        conversation = Conversation.objects.create(created_by=members[0])
+        conversation = Conversation.objects.create(created_by=members[0], participant_count=len(members))
         ConversationMembership.objects.bulk_create(
             [ConversationMembership(conversation=conversation, user=u) for u in members])
         before = {name: model.objects.count() for name, model in models.items()}

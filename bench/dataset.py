@@ -121,7 +121,9 @@ def _stored(spec: Spec) -> dict | None:
     # Cheap checks that the rows are still there.
     long_ok = Conversation.objects.filter(pk=info["long"]["id"], message_count=spec.long_messages).exists()
     users_ok = User.objects.filter(email__startswith="bench-u").count() == spec.users
-    return info if long_ok and users_ok else None
+    # Made before participant_count was filled in (the app reads it: inbox rows, event queueing).
+    counted = not Conversation.objects.filter(pk=info["long"]["id"], participant_count=0).exists()
+    return info if long_ok and users_ok and counted else None
 
 
 def _store(spec: Spec, info: dict) -> None:
@@ -202,7 +204,7 @@ def _insert(model, names: list[str], rows) -> int:
 USER_FIELDS = ["user_id", "email", "first_name", "last_name", "phone_number", "role", "password",
                "is_active", "is_staff", "is_superuser", "created_at"]
 CONVERSATION_FIELDS = ["conversation_id", "created_by", "created_at", "message_count", "last_message",
-                       "last_activity_at", "direct_key"]
+                       "last_activity_at", "direct_key", "participant_count"]
 MESSAGE_FIELDS = ["message_id", "conversation", "sender", "message_body", "sent_at", "edited_at", "is_deleted"]
 MEMBERSHIP_FIELDS = ["conversation", "user", "joined_at", "last_read_at"]
 # A denormalised per-member unread counter, when the model has one (filled in exactly).
@@ -272,7 +274,7 @@ def _conversation(gen: _Generator, pair, times, keep=()):
     last = len(times) - 1
     created = times[0] - timedelta(minutes=1)
     conversation = (conversation_id, a, created, len(times), kept[last], times[last],
-                    ":".join(sorted((a.hex, b.hex))))
+                    ":".join(sorted((a.hex, b.hex))), 2)
     behind = [gen.rng.choice([0, 0, 0, 1, 2, 3, 5]) for _ in pair]
     memberships = [_membership(conversation_id, user, created, messages, n) for user, n in zip(pair, behind)]
     return conversation, memberships, messages, kept
@@ -339,7 +341,7 @@ def _big_conversation(gen: _Generator, pair, size: int, step: timedelta, log) ->
     owner, partner = pair
     with transaction.atomic():
         _insert(Conversation, CONVERSATION_FIELDS,
-                [(conversation_id, owner, created, 0, None, created, ":".join(sorted((owner.hex, partner.hex))))])
+                [(conversation_id, owner, created, 0, None, created, ":".join(sorted((owner.hex, partner.hex))), 2)])
     kept, tail = {}, []
     for first in range(0, size, BATCH * 4):
         times = [base + i * step for i in range(first, min(size, first + BATCH * 4))]

@@ -80,7 +80,7 @@ def reset() -> list:
         else:
             a, b = users[CALLERS_CONVERSATIONS + 1 + j % 170], users[CALLERS_CONVERSATIONS + 1 + (j + 1) % 170]
         pairs.append((a, b))
-    conversations = Conversation.objects.bulk_create(Conversation(created_by=a) for a, _ in pairs)
+    conversations = Conversation.objects.bulk_create(Conversation(created_by=a, participant_count=2) for a, _ in pairs)
     ConversationMembership.objects.bulk_create(
         ConversationMembership(conversation=c, user=u) for c, pair in zip(conversations, pairs) for u in pair
     )

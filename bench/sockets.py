@@ -52,7 +52,7 @@ def prepare_load(groups: int = 20, members: int = 25) -> list[tuple[str, list[st
     conversations = []
     for g in range(groups):
         ids = people[g * members:(g + 1) * members]
-        conversation = Conversation.objects.create(created_by_id=ids[0])
+        conversation = Conversation.objects.create(created_by_id=ids[0], participant_count=len(ids))
         ConversationMembership.objects.bulk_create(
             [ConversationMembership(conversation=conversation, user_id=i) for i in ids]
         )
