@@ -178,9 +178,8 @@ def to_participants(message: Message, payload: dict) -> list[tuple[UUID | outbox
     EVENTS_INLINE_RECIPIENTS, to its Participants, whom the outbox's INSERT reads itself.
     """
     if Message.conversation.is_cached(message):
-        count = message.conversation.participant_count
-        if count > settings.EVENTS_INLINE_RECIPIENTS:
-            return [(outbox.Participants(message.conversation_id, count), payload)]
+        if message.conversation.participant_count > settings.EVENTS_INLINE_RECIPIENTS:
+            return [(outbox.Participants(message.conversation_id), payload)]
     return [(user_id, payload) for user_id in member_ids(conversation_id=message.conversation_id)]
 
 

@@ -86,14 +86,13 @@ class Participants:
     participants into the outbox row itself, as they are at that point of the transaction (the
     caller holds the conversation's lock, as every change of its membership does). A send to
     1,000 people no longer reads 1,000 ids into Python to write them back (~2.5 ms in-process).
-    `count`: how many they were when the caller looked (the conversation's participant_count).
+    Always queued: the caller uses it only for a conversation larger than EVENTS_INLINE_RECIPIENTS.
     """
 
-    __slots__ = ("conversation_id", "count")
+    __slots__ = ("conversation_id",)
 
-    def __init__(self, conversation_id: UUID, count: int):
+    def __init__(self, conversation_id: UUID):
         self.conversation_id = conversation_id
-        self.count = count
 
 
 def defer(frames: Sequence[tuple[UUID | Participants, dict]]) -> list[UUID]:
